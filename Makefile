@@ -1,0 +1,65 @@
+# Two jobs for a fresh Linux machine: `make drive` (the main job) and `make test`.
+# Both create or update the local virtualenv .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.kaido-installed
+OUT ?= out
+TORCH_VERSION := 2.13.0
+DEBIAN_PACKAGES := libusb-1.0-0
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: all venv drive test lint typecheck pytest bench clean system-deps
+
+all: test
+
+system-deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    (apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null)) || \
+	    { echo "error: apt-get could not install:$$missing" >&2; exit 1; }; \
+	  else \
+	    echo "note: Debian packages missing:$$missing (run 'sudo apt-get install$$missing'); the core stack works without them" >&2; \
+	  fi; \
+	fi
+
+$(STAMP): setup.cfg pyproject.toml
+	@$(MAKE) --no-print-directory system-deps
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+drive: $(STAMP)
+	@mkdir -p $(OUT)
+	$(VENV)/bin/kaido map generate --seed 0 --layout grid --out $(OUT)/town.xodr
+	$(VENV)/bin/kaido map info $(OUT)/town.xodr
+	$(VENV)/bin/kaido map render $(OUT)/town.xodr --out $(OUT)/town.png
+	@echo "wrote $(OUT)/town.xodr and $(OUT)/town.png"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check kaido tests benchmarks
+	$(VENV)/bin/ruff format --check kaido tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy kaido
+
+pytest: $(STAMP)
+	$(PY) -m pytest -q
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/kaido bench raster --out $(OUT)/bench
+
+clean:
+	rm -rf $(VENV) .cache build *.egg-info

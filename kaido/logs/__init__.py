@@ -1,0 +1,1 @@
+"""Recording and reading: MCAP with Foxglove schemas, dataset adapters, training shards."""

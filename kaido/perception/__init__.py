@@ -1,0 +1,1 @@
+"""Camera and lidar encoders, BEV fusion, detection and BEV-segmentation heads."""

@@ -1,0 +1,1 @@
+"""Numba planning kernels, the planner, controllers, the safety envelope and the expert."""

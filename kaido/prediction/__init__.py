@@ -1,0 +1,1 @@
+"""Multi-agent multimodal forecasting, physics baselines and forecasting metrics."""

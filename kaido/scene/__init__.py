@@ -1,0 +1,1 @@
+"""Shared vocabulary: geometry, sensors and frames, agents, road maps and routes."""

@@ -1,0 +1,1 @@
+"""The Backend interface, its embedded/CARLA/replay backends, episode runner and metrics."""

@@ -1,0 +1,1 @@
+"""DrivingStack, the fixed-rate runtime, vehicle profiles and model export."""

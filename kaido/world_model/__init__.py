@@ -1,0 +1,1 @@
+"""Foundation backbone, action-conditioned latent dynamics, decoders and Lightning wrappers."""
