@@ -31,5 +31,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason="needs a live CARLA server: set KAIDO_CARLA_HOST")
     for item in items:
-        if "carla" in item.keywords:
+        if item.get_closest_marker("carla") is not None:
             item.add_marker(skip)
