@@ -71,6 +71,19 @@ def kaido_location_to_carla(point: npt.ArrayLike) -> tuple[float, float, float]:
     return float(p[0]), -float(p[1]), float(p[2])
 
 
+def carla_yaw_to_kaido(yaw_deg: npt.ArrayLike) -> FloatArray:
+    """CARLA yaws [deg, clockwise seen from above] as kaido yaws [rad] in ``[-pi, pi)``.
+
+    Works on scalars and arrays alike (returns a 0-d array for a scalar).
+    """
+    return np.asarray(wrap_angle(0.0 - np.radians(np.asarray(yaw_deg, dtype=np.float64))))
+
+
+def kaido_yaw_to_carla(yaw: npt.ArrayLike) -> FloatArray:
+    """kaido yaws [rad] as CARLA yaws [deg] in ``(-180, 180]``."""
+    return np.asarray(0.0 - np.degrees(wrap_angle(np.asarray(yaw, dtype=np.float64))))
+
+
 def carla_rotation_to_kaido(
     pitch_deg: float, yaw_deg: float, roll_deg: float
 ) -> tuple[float, float, float]:

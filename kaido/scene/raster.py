@@ -3,9 +3,10 @@
 Inputs are world-frame map geometry in kaido's right-handed frame [m], precomputed once per map:
 
 * ``quads`` ``(Q, 4, 2)``: quadrilaterals whose union is the drivable area (the layer
-  ``"drivable"``), corners in order around the quad, either winding. A simple quad (convex or
-  not) covers its own area; a self-intersecting one (a "bow tie" at a sharp turn) covers the
-  triangles ``(p0, p1, p2)`` and ``(p0, p2, p3)``; degenerate (zero-area) parts cover nothing.
+  ``"drivable"``), corners in order around the quad, either winding. Each is filled as two
+  triangles (:func:`quad_triangles`): a simple quad (convex or not) covers exactly its own area,
+  a self-intersecting one (a "bow tie" at a sharp turn) the triangles ``(p0, p1, p2)`` and
+  ``(p0, p2, p3)``; degenerate (zero-area) triangles cover nothing.
 * segment layers ``{name: (S, 2, 2)}``: line segments of polylines (lane dividers, centrelines,
   road edges), one array per layer.
 
@@ -276,8 +277,9 @@ class MapGeometryIndex:
         if not math.isfinite(float(cell_size)) or float(cell_size) <= 0.0:
             raise ValueError(f"cell_size must be positive and finite [m], got {cell_size!r}")
         self.cell_size = float(cell_size)
-        self.quads = _check_quads(quads)
-        layers = _check_segment_layers(segment_layers)
+        # private read-only copies: the index must not change under the caller's edits
+        self.quads = _check_quads(quads).copy()
+        layers = {name: seg.copy() for name, seg in _check_segment_layers(segment_layers).items()}
         for arr in (self.quads, *layers.values()):
             arr.setflags(write=False)
         self.segment_layers: Mapping[str, FloatArray] = MappingProxyType(layers)
@@ -410,6 +412,29 @@ def rasterize_bev(
     return out
 
 
+def _area2(a: FloatArray, b: FloatArray, c: FloatArray) -> FloatArray:
+    """Twice the signed areas ``(...)`` of triangles with corners ``(..., 2)`` (CCW positive)."""
+    e1 = b - a
+    e2 = c - a
+    return np.asarray(e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0])
+
+
+def quad_triangles(quads: FloatArray) -> FloatArray:
+    """The two triangles ``(Q, 2, 3, 2)`` that the kernels fill for each quad ``(Q, 4, 2)``.
+
+    The split is along the diagonal ``p0-p2`` unless the triangles ``(p0, p1, p2)`` and
+    ``(p0, p2, p3)`` have opposite orientations while ``(p1, p2, p3)`` and ``(p1, p3, p0)`` do
+    not; then along ``p1-p3``. For a simple quad this is a diagonal inside it, so the triangles
+    tile it exactly; a self-intersecting quad gets ``(p0, p1, p2)`` and ``(p0, p2, p3)``.
+    """
+    p = [quads[:, i] for i in range(4)]
+    flip_02 = _area2(p[0], p[1], p[2]) * _area2(p[0], p[2], p[3]) < 0.0
+    keep_13 = _area2(p[1], p[2], p[3]) * _area2(p[1], p[3], p[0]) >= 0.0
+    first = np.where(flip_02 & keep_13, 1, 0)
+    order = (first[:, None, None] + np.array([[0, 1, 2], [0, 2, 3]])) % 4  # (Q, 2, 3)
+    return np.take_along_axis(quads[:, None, :, :], order[..., None], axis=2)
+
+
 def _near_footprint(geometry: FloatArray, corners: FloatArray) -> npt.NDArray[np.bool_]:
     """Items ``(N,)`` of ``(N, P, 2)`` geometry whose bounding box meets the corners' box."""
     lo = corners.min(axis=0)
@@ -428,8 +453,8 @@ def rasterize_bev_reference(
 
     Every pixel centre is mapped to the world and tested exactly (``intersects``) against each
     quad's polygon, or for a self-intersecting or degenerate quad (an invalid polygon) its
-    triangles ``(p0, p1, p2)`` and ``(p0, p2, p3)``, and (``dwithin`` ``line_width_px / 2``
-    pixels) against the layers' segments. Items whose bounding box misses the raster's bounding
+    :func:`quad_triangles`, and (``dwithin`` ``line_width_px / 2`` pixels) against the layers'
+    segments. Items whose bounding box misses the raster's bounding
     box are skipped; nothing else is culled.
     """
     q = _check_quads(quads)
@@ -445,12 +470,9 @@ def rasterize_bev_reference(
             near = q[_near_footprint(q, raster_footprint(p, spec, margin_px=1.0))]
             polys = shapely.polygons(near)
             simple = shapely.is_valid(polys)
-            # self-intersecting or degenerate quads: the triangles (0, 1, 2) and (0, 2, 3)
-            bad = near[~simple]
-            tris = np.concatenate([bad[:, [0, 1, 2]], bad[:, [0, 2, 3]]])  # (T, 3, 2)
-            e1 = tris[:, 1] - tris[:, 0]
-            e2 = tris[:, 2] - tris[:, 0]
-            area2_px = (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) / spec.resolution**2
+            # self-intersecting or degenerate quads: the kernels' two triangles
+            tris = quad_triangles(near[~simple]).reshape(-1, 3, 2)  # (2Q', 3, 2)
+            area2_px = _area2(tris[:, 0], tris[:, 1], tris[:, 2]) / spec.resolution**2
             keep = np.abs(area2_px) > raster_kernels.DEGENERATE_AREA2_PX2
             geoms = np.concatenate([polys[simple], shapely.polygons(tris[keep])])
             hits = shapely.STRtree(geoms).query(centres, predicate="intersects")

@@ -12,11 +12,12 @@ for an ego-frame point ``(x, y)`` in metres. Axis vocabulary: ``Q`` quads, ``S``
 
 Coverage rules (both inclusive, up to ``SPAN_EPS_PX``):
 
-* a quad ``(p0, p1, p2, p3)`` (either winding) is split into two triangles along a diagonal
-  that lies inside it, so a simple quad, convex or not, covers exactly its own area; a
-  self-intersecting quad (a "bow tie" at a sharp turn) covers the triangles ``(p0, p1, p2)`` and
-  ``(p0, p2, p3)``; degenerate triangles (twice the area at most ``DEGENERATE_AREA2_PX2``)
-  cover nothing;
+* a quad ``(p0, p1, p2, p3)`` (either winding) is split into two triangles along the diagonal
+  ``p0-p2``, unless ``(p0, p1, p2)`` and ``(p0, p2, p3)`` have opposite orientations while
+  ``(p1, p2, p3)`` and ``(p1, p3, p0)`` do not, then along ``p1-p3``: for a simple quad, convex
+  or not, a diagonal inside it, so it covers exactly its own area; a self-intersecting quad (a
+  "bow tie" at a sharp turn) covers ``(p0, p1, p2)`` and ``(p0, p2, p3)``. Degenerate triangles
+  (twice the area at most ``DEGENERATE_AREA2_PX2``) cover nothing;
 * a segment covers the pixels whose centre lies within ``radius_px`` of it (a capsule).
 
 Both are filled row by row: for each pixel row the covered columns form one interval per convex

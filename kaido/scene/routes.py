@@ -45,6 +45,12 @@ from xml.parsers import expat
 import numpy as np
 import numpy.typing as npt
 
+from kaido.scene.carla_frame import (
+    carla_points_to_kaido,
+    carla_yaw_to_kaido,
+    kaido_points_to_carla,
+    kaido_yaw_to_carla,
+)
 from kaido.scene.geometry import wrap_angle
 
 __all__ = [
@@ -139,33 +145,15 @@ class RouteFileError(ValueError):
 
 
 # --------------------------------------------------------------------------- frame conversion
-
-
-def _carla_points_to_kaido(points: FloatArray) -> FloatArray:
-    """CARLA points ``(..., 3)`` [m] to kaido points ``(..., 3)`` [m]: y negated."""
-    out = np.array(points, dtype=np.float64, copy=True)
-    out[..., PointIndex.Y] = 0.0 - out[..., PointIndex.Y]  # 0.0 - y never yields -0.0
-    return out
-
-
-def _kaido_points_to_carla(points: FloatArray) -> FloatArray:
-    """kaido points ``(..., 3)`` [m] to CARLA points ``(..., 3)`` [m]: y negated (an involution)."""
-    return _carla_points_to_kaido(points)
+# Route files are in CARLA's left-handed frame; kaido.scene.carla_frame converts both ways.
 
 
 def _carla_yaw_to_kaido(yaw_deg: float) -> float:
-    """CARLA yaw [deg, clockwise] to kaido yaw [rad, counter-clockwise] in ``[-pi, pi)``."""
-    return wrap_angle(0.0 - math.radians(yaw_deg))
-
-
-def _carla_yaws_to_kaido(yaw_deg: Sequence[float]) -> FloatArray:
-    """CARLA yaws ``(N,)`` [deg] to kaido yaws ``(N,)`` [rad] in ``[-pi, pi)``."""
-    return wrap_angle(0.0 - np.radians(np.asarray(yaw_deg, dtype=np.float64)))
+    return float(carla_yaw_to_kaido(yaw_deg))
 
 
 def _kaido_yaw_to_carla(yaw_rad: float) -> float:
-    """kaido yaw [rad, counter-clockwise] to CARLA yaw [deg, clockwise] in ``(-180, 180]``."""
-    return 0.0 - math.degrees(wrap_angle(float(yaw_rad)))
+    return float(kaido_yaw_to_carla(yaw_rad))
 
 
 # --------------------------------------------------------------------------- data classes
@@ -568,7 +556,7 @@ def _parse_parameter(
     if keys == {"value"}:
         return _scalar(elem.attrib["value"])
     if keys in _LOCATION_KEYS:
-        point = _carla_points_to_kaido(
+        point = carla_points_to_kaido(
             np.array(doc.point(elem, route_id=route_id, element=element), dtype=np.float64)
         )
         if "yaw" not in keys:
@@ -597,7 +585,7 @@ def _parse_scenario(doc: _Document, elem: ET.Element, index: int, route_id: str)
             at=elem,
         )
     trigger_label = f"{label} <{_TRIGGER_TAG}>"
-    xyz = _carla_points_to_kaido(
+    xyz = carla_points_to_kaido(
         np.array(doc.point(triggers[0], route_id=route_id, element=trigger_label))
     )
     yaw = doc.number(triggers[0], "yaw", route_id=route_id, element=trigger_label)
@@ -683,8 +671,8 @@ def _parse_route_v1(doc: _Document, route: ET.Element, route_id: str, town: str)
     return RouteSpec(
         route_id=route_id,
         town=town,
-        waypoints=_carla_points_to_kaido(np.array(points, dtype=np.float64)),
-        yaws=_carla_yaws_to_kaido(yaws) if yaws else None,
+        waypoints=carla_points_to_kaido(np.array(points, dtype=np.float64)),
+        yaws=carla_yaw_to_kaido(yaws) if yaws else None,
         weathers=weathers,
         scenarios=(),
         format=RouteFormat.LEADERBOARD_1,
@@ -730,7 +718,7 @@ def _parse_route_v2(
     return RouteSpec(
         route_id=route_id,
         town=town,
-        waypoints=_carla_points_to_kaido(np.array(points, dtype=np.float64)),
+        waypoints=carla_points_to_kaido(np.array(points, dtype=np.float64)),
         yaws=None,
         weathers=tuple(weathers),
         scenarios=tuple(scenarios),
@@ -912,7 +900,7 @@ def _fmt(value: float) -> str:
 
 
 def _location_attrs(location: FloatArray) -> dict[str, str]:
-    carla = _kaido_points_to_carla(location[: len(PointIndex)])
+    carla = kaido_points_to_carla(location[: len(PointIndex)])
     attrs = {"x": _fmt(carla[0]), "y": _fmt(carla[1]), "z": _fmt(carla[2])}
     if location.shape[0] > RoutePoseIndex.YAW:
         attrs["yaw"] = _fmt(_kaido_yaw_to_carla(float(location[RoutePoseIndex.YAW])))
@@ -976,7 +964,7 @@ def format_routes(routes: Iterable[RouteSpec], format: RouteFormat) -> str:
         seen.add(route.route_id)
         _check_writable(route, format)
         elem = ET.SubElement(root, "route", {"id": route.route_id, "town": route.town})
-        points = _kaido_points_to_carla(route.waypoints)
+        points = kaido_points_to_carla(route.waypoints)
         if format is RouteFormat.LEADERBOARD_1:
             if route.weathers:
                 ET.SubElement(elem, "weather", _weather_attrs(route.weathers[0]))

@@ -197,3 +197,15 @@ def test_points_helpers() -> None:
         carla_points_to_kaido(np.zeros((4, 2)))
     with pytest.raises(ValueError, match=r"point must have shape \(3,\)"):
         kaido_location_to_carla(np.zeros((2, 3)))
+
+
+def test_yaw_helpers_match_pose_conversion_and_invert() -> None:
+    from kaido.scene.carla_frame import carla_yaw_to_kaido, kaido_yaw_to_carla
+
+    yaws_deg = np.array([-270.0, -180.0, -90.0, -0.5, 0.0, 45.0, 179.9, 269.97, 360.0])
+    kaido = carla_yaw_to_kaido(yaws_deg)
+    for deg, rad in zip(yaws_deg, kaido, strict=True):
+        assert rad == pytest.approx(carla_pose_to_se2(0.0, 0.0, float(deg)).yaw, abs=1e-12)
+    back = kaido_yaw_to_carla(kaido)
+    np.testing.assert_allclose(np.cos(np.radians(back - yaws_deg)), 1.0, atol=1e-12)
+    assert np.all((back > -180.0) & (back <= 180.0))

@@ -259,11 +259,11 @@ def test_segment_covers_pixels_within_half_a_line_width() -> None:
     index = MapGeometryIndex(np.zeros((0, 4, 2)), {"line": to_world(seg, pose)})
     got = rasterize_bev(index, pose, RasterSpec(), ("line",))[0]
     np.testing.assert_array_equal(got, expected(RasterSpec(), slice(60, 80), slice(99, 100)))
-    # width 3: within 1.5 px -> columns 98..100, and the rounded caps reach rows 59 and 80 only
-    # at the centre column
-    thick = rasterize_bev(index, pose, RasterSpec(line_width_px=3), ("line",))[0]
-    want = expected(RasterSpec(), slice(60, 80), slice(98, 101))
-    want[[59, 80], 99] = 1
+    # width 5: centres within 2.5 px. The body (rows 59.7..79.3) sets columns 97..101; the
+    # rounded caps reach 1.7 px beyond the end rows, where they are 2 * 1.83 px wide
+    thick = rasterize_bev(index, pose, RasterSpec(line_width_px=5), ("line",))[0]
+    want = expected(RasterSpec(), slice(59, 81), slice(97, 102))
+    want[[58, 81], 98:101] = 1
     np.testing.assert_array_equal(thick, want)
 
 
@@ -352,7 +352,7 @@ def test_culled_drawing_equals_drawing_everything(town06: Town) -> None:
     args = (spec.height, spec.width, spec.resolution, spec.origin_row, spec.origin_col)
     for pose in sample_poses(town06.lane_poses, 5, seed=13):
         culled = rasterize_bev(town06.index, pose, spec, (DRIVABLE,))[0]
-        everything = raster_kernels.raster_quads(town06.quads, all_ids, pose, *args)
+        everything = raster_kernels.raster_quads(town06.index.quads, all_ids, pose, *args)
         np.testing.assert_array_equal(culled, everything)
 
 

@@ -96,7 +96,7 @@ def test_roads_carry_speed_marks_and_sidewalks(town: Town) -> None:
         assert speed.get("unit") == "m/s"
         lanes = {int(lane.get("id", "")): lane for lane in road.iter("lane")}
         types = {lane_id: lane.get("type") for lane_id, lane in lanes.items()}
-        marks = {lane_id: lane.find("roadMark").get("type") for lane_id, lane in lanes.items()}
+        marks = {k: mark.get("type") for k, lane in lanes.items() for mark in lane.iter("roadMark")}
         if road.get("junction") != "-1":
             assert types == {0: "none", -1: "driving"}
             assert set(marks.values()) == {"none"}
