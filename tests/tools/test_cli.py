@@ -59,12 +59,14 @@ def test_map_render_with_a_leaderboard_route(tmp_path: Path) -> None:
     town = shared_file("maps/Town01.xodr")
     routes = shared_file("routes/lb1_routes_training.xml")
     png = tmp_path / "route.png"
-    args = ["map", "render", str(town), "--out", str(png), "--route", str(routes), "--route-id", "0"]
+    args = ["map", "render", str(town), "--out", str(png)]
+    args += ["--route", str(routes), "--route-id", "0"]
     assert main(args) == 0
     with_route = cv2.imread(str(png))
     assert main(["map", "render", str(town), "--out", str(tmp_path / "plain.png")]) == 0
     plain = cv2.imread(str(tmp_path / "plain.png"))
     assert with_route.shape == plain.shape
+
     # the route is drawn in red (BGR 60, 60, 235) over the plain map
     def red(image: np.ndarray) -> int:
         return int(((image[..., 2] > 200) & (image[..., 0] < 100) & (image[..., 1] < 100)).sum())
