@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import platform
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from kaido.provenance import provenance
 from kaido.scene import raster_kernels
 from kaido.scene.raster import (
     MapGeometryIndex,
@@ -34,6 +32,7 @@ from kaido.scene.raster import (
     rasterize_bev_cv2,
     rasterize_bev_reference,
 )
+from kaido.scene.road_map import RoadMap
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAP = ROOT.parent / "shared" / "data" / "maps" / "Town06.xodr"
@@ -45,53 +44,22 @@ FloatArray = npt.NDArray[np.float64]
 # -- geometry (kept apart from the timing code) ----------------------------------------------------
 
 
-def town_geometry(
-    xodr: Path, step: float = 1.0
-) -> tuple[FloatArray, dict[str, FloatArray], FloatArray]:
-    """Lane quads, line segments and lane-centre poses of an OpenDRIVE town, in kaido's frame.
+def town_geometry(xodr: Path) -> tuple[FloatArray, dict[str, FloatArray], FloatArray]:
+    """Lane quads, line-segment layers and lane-centre poses of an OpenDRIVE town.
 
-    Samples every driving lane every ``step`` [m] with ``carla.Map.generate_waypoints`` and joins
-    each sample to its successors (``wp.next(step)``). Returns ``quads (Q, 4, 2)`` [m] ordered
-    left-start, left-end, right-end, right-start; the segment layers ``lane_dividers`` (a lane's
-    left border when a driving lane lies across it, and its right border when a same-direction
-    one does), ``centerlines`` and ``road_edges`` (borders with no driving lane across), each
-    ``(S, 2, 2)`` [m]; and the waypoint poses ``(N, 3)`` ``[x, y, yaw]`` [m, m, rad].
-    CARLA's left-handed frame becomes kaido's by negating y and yaw.
+    Exactly what :meth:`kaido.scene.road_map.RoadMap.rasterize` draws: ``quads (Q, 4, 2)`` [m]
+    from :meth:`RoadMap.lane_quads`, the ``(S, 2, 2)`` [m] layers ``lane_dividers``,
+    ``centerlines`` and ``road_edges`` from :meth:`RoadMap.segment_layers`, and the driving
+    lanes' centreline samples as poses ``(N, 3)`` [x, y, yaw], kaido's frame.
     """
-    import carla  # the OpenDRIVE parser; only this builder needs it
-
-    town = carla.Map(xodr.stem, xodr.read_text())
-    driving = carla.LaneType.Driving
-
-    def frame(wp: Any) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Centre, left and right border points of a waypoint in kaido's frame."""
-        loc = wp.transform.location
-        yaw = -math.radians(wp.transform.rotation.yaw)
-        centre = np.array([loc.x, -loc.y])
-        left = np.array([-math.sin(yaw), math.cos(yaw)]) * (0.5 * wp.lane_width)
-        return centre, centre + left, centre - left
-
-    def has_driving(lane: Any) -> bool:
-        return lane is not None and lane.lane_type == driving
-
-    quads: list[FloatArray] = []
-    layers: dict[str, list[FloatArray]] = {name: [] for name in LINE_LAYERS}
-    poses: list[tuple[float, float, float]] = []
-    for wp in town.generate_waypoints(step):
-        c0, l0, r0 = frame(wp)
-        poses.append((c0[0], c0[1], -math.radians(wp.transform.rotation.yaw)))
-        left_is_lane = has_driving(wp.get_left_lane())
-        right_is_lane = has_driving(wp.get_right_lane())
-        for nxt in wp.next(step):
-            c1, l1, r1 = frame(nxt)
-            quads.append(np.stack([l0, l1, r1, r0]))
-            layers["centerlines"].append(np.stack([c0, c1]))
-            layers["lane_dividers" if left_is_lane else "road_edges"].append(np.stack([l0, l1]))
-            layers["lane_dividers" if right_is_lane else "road_edges"].append(np.stack([r0, r1]))
-    segments = {
-        name: np.array(segs, dtype=np.float64).reshape(-1, 2, 2) for name, segs in layers.items()
-    }
-    return np.array(quads, dtype=np.float64).reshape(-1, 4, 2), segments, np.array(poses)
+    road_map = RoadMap.from_file(xodr)
+    poses = np.concatenate(
+        [
+            np.column_stack([lane.centerline[:, :2], lane.headings])
+            for lane in road_map.driving_lanes
+        ]
+    )
+    return road_map.lane_quads(), road_map.segment_layers(), poses
 
 
 def sample_poses(lane_poses: FloatArray, n: int, seed: int = 0) -> FloatArray:
@@ -144,32 +112,12 @@ def _fresh_compile_s() -> float:
     return time.perf_counter() - t0
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip()
-
-
 def _machine() -> dict[str, Any]:
-    import cv2
     import numba
-    import shapely
 
     return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "shapely": shapely.__version__,
-        "opencv": cv2.__version__,
         "numba_threads": numba.get_num_threads(),
-        "git_commit": _git_commit(),
     }
 
 
@@ -185,6 +133,7 @@ def run(
     spec: RasterSpec | None = None,
     xodr: Path = DEFAULT_MAP,
     seed: int = 0,
+    time_compile: bool = True,
 ) -> dict[str, Any]:
     """Time the raster kernel, the oracle and OpenCV; print a table; write ``raster.json``.
 
@@ -192,7 +141,8 @@ def run(
     :func:`town_geometry` on ``xodr``; ``poses`` ``(N, 3)`` default to ``n_poses`` random poses
     on its lanes (when the geometry is given without poses, on its quads' centres). The kernel
     runs ``repeats`` passes over all poses; the two slower baselines one pass over the first
-    ``reference_poses`` poses (default: all of them).
+    ``reference_poses`` poses (default: all of them). ``time_compile`` recompiles the kernels
+    from scratch once to report ``compile_s`` (None when off).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
@@ -235,7 +185,7 @@ def run(
 
     for pose in poses[:5]:  # warm caches
         kernel(pose)
-    compile_s = _fresh_compile_s()
+    compile_s = _fresh_compile_s() if time_compile else None
     results = {
         "kernel": _summary(_time_calls(kernel, poses, repeats)),
         "reference": _summary(_time_calls(reference, poses[:n_ref], 1)),
@@ -252,6 +202,7 @@ def run(
         "index_build_s": index_s,
         "geometry_build_s": geometry_s,
         "machine": _machine(),
+        "provenance": provenance(),
         "params": {
             "height": spec.height,
             "width": spec.width,
@@ -286,8 +237,9 @@ def _print_table(report: Mapping[str, Any]) -> None:
         )
     print(
         f"speed-up vs reference {report['ratio_vs_reference']:.1f}x, vs cv2 "
-        f"{report['ratio_vs_cv2']:.1f}x; JIT compile {report['compile_s']:.2f} s, first call "
-        f"(compile or cache load) {report['first_call_s']:.2f} s, index build "
+        f"{report['ratio_vs_cv2']:.1f}x; JIT compile "
+        + ("-" if report["compile_s"] is None else f"{report['compile_s']:.2f} s")
+        + f", first call (compile or cache load) {report['first_call_s']:.2f} s, index build "
         f"{report['index_build_s'] * 1e3:.1f} ms"
     )
 

@@ -320,11 +320,6 @@ class MapGeometryIndex:
         """All layers: ``"drivable"`` first, then the line layers."""
         return (DRIVABLE, *self.segment_layers)
 
-    def geometry(self, layer: str) -> FloatArray:
-        """The world geometry of ``layer``: quads ``(Q, 4, 2)`` or segments ``(S, 2, 2)`` [m]."""
-        _check_layers((layer,), self.segment_layer_names)
-        return self.quads if layer == DRIVABLE else self.segment_layers[layer]
-
     def query(self, layer: str, corners: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """Ids ``(K,)`` of ``layer``'s items in the grid cells that overlap a world rectangle.
 
@@ -454,8 +449,8 @@ def rasterize_bev_reference(
     Every pixel centre is mapped to the world and tested exactly (``intersects``) against each
     quad's polygon, or for a self-intersecting or degenerate quad (an invalid polygon) its
     :func:`quad_triangles`, and (``dwithin`` ``line_width_px / 2`` pixels) against the layers'
-    segments. Items whose bounding box misses the raster's bounding
-    box are skipped; nothing else is culled.
+    segments. Items whose bounding box misses the raster's bounding box are skipped; nothing
+    else is culled.
     """
     q = _check_quads(quads)
     segs = _check_segment_layers(segment_layers)
@@ -499,12 +494,13 @@ def rasterize_bev_cv2(
 ) -> MaskArray:
     """The same rasters drawn the conventional way with OpenCV (a baseline, not the oracle).
 
-    Quads are transformed to pixel coordinates and filled one by one with
-    ``cv2.fillConvexPoly`` (two triangles each; a multi-polygon ``cv2.fillPoly`` would cancel
-    overlaps by the even-odd rule); segments are drawn with ``cv2.polylines`` (8-connected,
+    The quads' :func:`quad_triangles` are transformed to pixel coordinates and filled one by
+    one with ``cv2.fillConvexPoly`` (a multi-polygon ``cv2.fillPoly`` would cancel overlaps by
+    the even-odd rule); segments are drawn with ``cv2.polylines`` (8-connected,
     ``line_width_px`` thick), all with ``shift_bits`` of sub-pixel precision. OpenCV's fill also
-    sets pixels that an outline merely crosses, so its areas are about half a pixel wider than
-    the pixel-centre rule of :func:`rasterize_bev`, and its 1 px lines are thinner.
+    sets pixels that an outline merely crosses, so its areas are up to a pixel wider than the
+    pixel-centre rule of :func:`rasterize_bev`, and its lines differ at their edges by up to a
+    pixel.
     """
     q = _check_quads(quads)
     segs = _check_segment_layers(segment_layers)
@@ -517,11 +513,11 @@ def rasterize_bev_cv2(
         img = np.zeros((spec.height, spec.width), np.uint8)
         if name == DRIVABLE:
             near = q[_near_footprint(q, raster_footprint(p, spec, margin_px=1.0))]
+            tris = quad_triangles(near).reshape(-1, 3, 2)
             # cv2 points are (x, y) = (col, row)
-            pix = np.round(world_to_pixel(near, p, spec)[..., ::-1] * scale).astype(np.int32)
-            for quad in pix:
-                cv2.fillConvexPoly(img, quad[[0, 1, 2]], 1, cv2.LINE_8, shift_bits)
-                cv2.fillConvexPoly(img, quad[[0, 2, 3]], 1, cv2.LINE_8, shift_bits)
+            pix = np.round(world_to_pixel(tris, p, spec)[..., ::-1] * scale).astype(np.int32)
+            for tri in pix:
+                cv2.fillConvexPoly(img, tri, 1, cv2.LINE_8, shift_bits)
         else:
             margin = 1.0 + spec.line_radius_px
             seg = segs[name]

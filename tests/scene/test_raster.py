@@ -2,14 +2,16 @@
 the spatial hash's culling, and input checks.
 
 Real data: Town06 (``maps/Town06.xodr``), turned into lane quads and line segments with
-``benchmarks.bench_raster.town_geometry`` (CARLA's waypoints, converted to kaido's frame).
+``benchmarks.bench_raster.town_geometry`` (the geometry ``RoadMap.rasterize`` draws).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,6 +21,7 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.bench_raster import run as run_benchmark
 from benchmarks.bench_raster import sample_poses, town_geometry
 from kaido.scene import raster_kernels
 from kaido.scene.geometry import SE2
@@ -27,6 +30,7 @@ from kaido.scene.raster import (
     MapGeometryIndex,
     RasterSpec,
     pixel_centres_world,
+    quad_triangles,
     raster_footprint,
     rasterize_bev,
     rasterize_bev_cv2,
@@ -54,11 +58,16 @@ def town06() -> Town:
     return Town(quads, layers, lane_poses, MapGeometryIndex(quads, layers))
 
 
+def dilate(mask: MaskArray) -> MaskArray:
+    """``mask`` grown by one pixel in all 8 directions."""
+    return np.asarray(cv2.dilate(mask, KERNEL_3X3), dtype=np.uint8)
+
+
 def neighbourhood_coverage(a: MaskArray, b: MaskArray) -> float:
     """Fraction of ``a``'s set pixels that have a set pixel of ``b`` within 1 px (8-neighbours)."""
     if a.sum() == 0:
         return 1.0
-    return float((a & cv2.dilate(b, KERNEL_3X3)).sum() / a.sum())
+    return float((a & dilate(b)).sum() / a.sum())
 
 
 def assert_agree(kernel: MaskArray, ref: MaskArray, layers: Sequence[str]) -> None:
@@ -133,7 +142,7 @@ def test_kernel_matches_oracle_on_random_geometry(seed: int) -> None:
     quads = centres + radii[..., None] * np.stack([np.cos(angles), np.sin(angles)], axis=-1)
     reverse = rng.random(n) < 0.5
     quads[reverse] = quads[reverse][:, ::-1]
-    # kind 1: non-convex (pull a corner inward past the centre line); 2: bow tie (swap two
+    # kind 1: mostly non-convex (pull a corner towards the centre); 2: bow tie (swap two
     # corners); 3: degenerate (a repeated corner or three collinear ones)
     for i in np.flatnonzero(kinds == 1):
         quads[i, 1] = centres[i, 0] + 0.2 * (quads[i, 1] - centres[i, 0])
@@ -209,8 +218,36 @@ def test_opencv_drawing_agrees_within_a_pixel(town06: Town) -> None:
         for channel in range(len(layers)):
             assert neighbourhood_coverage(drawn[channel], kernel[channel]) >= 0.99
             assert neighbourhood_coverage(kernel[channel], drawn[channel]) >= 0.99
-        # OpenCV's fill rule only adds pixels along the outline
-        assert np.all(kernel[0] <= drawn[0] | (cv2.dilate(kernel[0], KERNEL_3X3) == 0))
+        # OpenCV's fill rule only adds pixels, and only along the outline (away from the image
+        # border, beyond which the outline may lie)
+        assert np.all(kernel[0] <= drawn[0])
+        assert np.all(drawn[0, 1:-1, 1:-1] <= dilate(kernel[0])[1:-1, 1:-1])
+
+
+@pytest.mark.parametrize(
+    "quad",
+    [
+        [[0.0, 0.0], [4.0, 0.0], [4.0, 2.0], [0.0, 2.0]],  # convex, counter-clockwise
+        [[0.0, 2.0], [4.0, 2.0], [4.0, 0.0], [0.0, 0.0]],  # convex, clockwise
+        [[0.0, 0.0], [1.0, 1.0], [0.0, 3.0], [-1.0, 1.0]],  # reflex at p0: diagonal 0-2 inside
+        [[0.0, 0.0], [2.0, 3.0], [0.0, 1.0], [-2.0, 3.0]],  # reflex at p2: diagonal 0-2 inside
+        [[0.0, 1.0], [-2.0, 3.0], [0.0, 0.0], [2.0, 3.0]],  # reflex at p0 (rolled): 1-3 inside
+        [[2.0, 3.0], [0.0, 1.0], [-2.0, 3.0], [0.0, 0.0]],  # reflex at p1: diagonal 1-3 inside
+    ],
+)
+def test_quad_triangles_tile_simple_quads(quad: list[list[float]]) -> None:
+    q = np.array([quad])
+    tris = quad_triangles(q)
+    assert tris.shape == (1, 2, 3, 2)
+    polygon = shapely.Polygon(q[0])
+    pieces = shapely.polygons(tris[0])
+    assert shapely.union_all(pieces).symmetric_difference(polygon).area == pytest.approx(0.0)
+    assert shapely.area(pieces).sum() == pytest.approx(polygon.area)
+
+
+def test_quad_triangles_of_a_bow_tie_share_corner_0() -> None:
+    bow_tie = np.array([[[0.0, 0.0], [2.0, 2.0], [2.0, 0.0], [0.0, 2.0]]])
+    np.testing.assert_array_equal(quad_triangles(bow_tie)[0], bow_tie[0][[[0, 1, 2], [0, 2, 3]]])
 
 
 # -- hand-checkable layouts ------------------------------------------------------------------------
@@ -433,3 +470,31 @@ def test_bad_calls_raise() -> None:
         MapGeometryIndex(GOOD_QUADS, {}, cell_size=0.0)
     with pytest.raises(ValueError, match="cell_size"):
         MapGeometryIndex(np.array([[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [1e6, 1e6]]]), {}, 1.0)
+
+
+# -- the benchmark's contract ----------------------------------------------------------------------
+
+
+def test_benchmark_writes_its_report(town06: Town, tmp_path: Path) -> None:
+    report = run_benchmark(
+        tmp_path,
+        repeats=1,
+        quads=town06.quads,
+        segment_layers=town06.layers,
+        n_poses=4,
+        reference_poses=2,
+        spec=RasterSpec(height=48, width=48),
+        time_compile=False,
+    )
+    saved = json.loads((tmp_path / "raster.json").read_text())
+    assert saved["benchmark"] == "raster"
+    for name in ("kernel", "reference", "cv2"):
+        assert saved[name]["median_ms"] > 0.0
+        assert saved[name]["p90_ms"] >= saved[name]["median_ms"]
+        assert saved[name]["rasters_per_s"] == pytest.approx(1e3 / saved[name]["median_ms"])
+    assert saved["ratio_vs_reference"] == pytest.approx(
+        saved["reference"]["median_ms"] / saved["kernel"]["median_ms"]
+    )
+    assert saved["params"]["layers"] == list(town06.index.layer_names)
+    assert saved["params"]["poses"] == 4
+    assert report["kernel"] == saved["kernel"]
