@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from kaido.settings import carla_server
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("KAIDO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
@@ -27,7 +29,7 @@ def shared_data() -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("KAIDO_CARLA_HOST"):
+    if carla_server() is not None:
         return
     skip = pytest.mark.skip(reason="needs a live CARLA server: set KAIDO_CARLA_HOST")
     for item in items:

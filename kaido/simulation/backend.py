@@ -196,7 +196,8 @@ class Backend(abc.ABC):
                 raise ValueError(
                     f"{self.name}: raw control must be (throttle, steer, brake), got {values!r}"
                 )
-            safe, problems = Control.clipped(*(float(v) for v in values))
+            throttle, steer, brake = (float(v) for v in values)
+            safe, problems = Control.clipped(throttle, steer, brake)
             if problems:
                 self.control_warnings += 1
         self._step_index += 1

@@ -97,6 +97,52 @@ def _cmd_map_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- kaido drive --------------------------------------------------------------------------------
+
+
+def _cmd_drive(args: argparse.Namespace) -> int:
+    from kaido.simulation.drive import DriveOptions, drive
+
+    options = DriveOptions(
+        out_dir=Path(args.out),
+        backend=args.backend,
+        agent=args.agent,
+        map_path=Path(args.map) if args.map else None,
+        routes=Path(args.routes) if args.routes else None,
+        route_id=args.route_id,
+        seed=args.seed,
+        seconds=args.seconds,
+        sensors=not args.no_sensors,
+        traffic_density=args.traffic,
+        pedestrians=args.pedestrians,
+        events=tuple(args.event or ()),
+        progress=not args.quiet,
+        video=not args.no_video,
+    )
+    episode = drive(options)
+    r = episode.result
+    rows = [
+        ("driving score", f"{r.driving_score:.2f}"),
+        ("route completion", f"{r.route_completion:.2f} %"),
+        ("infraction penalty", f"{r.infraction_penalty:.3f}"),
+        ("status", r.status),
+        ("infractions", ", ".join(i.message for i in r.infractions) or "none"),
+        ("route", f"{r.route_length_m:.0f} m, driven {r.distance_driven_m:.0f} m"),
+        (
+            "sim speed",
+            f"{episode.sim_seconds:.1f} s simulated in {episode.wall_seconds:.1f} s "
+            f"({episode.realtime_factor:.1f}x real time)",
+        ),
+        ("results", str(episode.results_path)),
+        ("log (Foxglove)", str(episode.mcap_path) if episode.mcap_path else "-"),
+        ("video", str(episode.video_path) if episode.video_path else "-"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
 # -- kaido bench --------------------------------------------------------------------------------
 
 BENCHMARK_DIR = REPO_ROOT / "benchmarks"
@@ -148,6 +194,25 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--name", help="map name (default: the file's stem)")
     gen.set_defaults(func=_cmd_map_generate)
 
+    drive_parser = sub.add_parser("drive", help="drive one closed-loop episode")
+    drive_parser.add_argument("--backend", choices=("embedded",), default="embedded")
+    drive_parser.add_argument("--agent", default="baseline", help="driving agent (registry name)")
+    drive_parser.add_argument("--map", help="OpenDRIVE .xodr (default: a generated town)")
+    drive_parser.add_argument("--routes", help="CARLA leaderboard route file")
+    drive_parser.add_argument("--route-id", help="route id in --routes")
+    drive_parser.add_argument("--seed", type=int, default=0)
+    drive_parser.add_argument("--seconds", type=float, help="simulated time limit [s]")
+    drive_parser.add_argument("--traffic", type=float, default=15.0, help="vehicles per lane-km")
+    drive_parser.add_argument("--pedestrians", type=float, default=0.0, help="persons per km")
+    drive_parser.add_argument(
+        "--event", action="append", help="scripted event KIND@S[:DISTANCE], e.g. lead_brake@60"
+    )
+    drive_parser.add_argument("--no-sensors", action="store_true", help="ground truth only")
+    drive_parser.add_argument("--no-video", action="store_true", help="skip bev.mp4")
+    drive_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    drive_parser.add_argument("--out", default="out/drive", help="output folder")
+    drive_parser.set_defaults(func=_cmd_drive)
+
     bench = sub.add_parser("bench", help="run a benchmark: print a table, write NAME.json")
     bench.add_argument("name", help="benchmark name (benchmarks/bench_NAME.py)")
     bench.add_argument("--out", default="out/bench", help="folder for NAME.json")
@@ -159,8 +224,17 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from kaido.scene.road_map import MapError
     from kaido.scene.route_planner import RoutePlanningError
     from kaido.scene.routes import RouteFileError
+    from kaido.simulation.backend import BackendError
 
-    return (UsageError, MapError, RouteFileError, RoutePlanningError, FileNotFoundError, ValueError)
+    return (
+        UsageError,
+        MapError,
+        RouteFileError,
+        RoutePlanningError,
+        BackendError,
+        FileNotFoundError,
+        ValueError,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

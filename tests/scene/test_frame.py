@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,15 +19,34 @@ from kaido.scene.frame import (
     TrafficLightState,
 )
 from kaido.scene.geometry import SE2, SE3, Box3D
-from kaido.scene.sensors import SensorRig, load_sensor_rig
+from kaido.scene.sensors import CameraSpec, LidarSpec, SensorRig
 
-DEFAULT_RIG = Path(__file__).resolve().parents[2] / "configs" / "sensors" / "default.yaml"
 T = 2_000_000_000
 
 
 @pytest.fixture(scope="module")
 def rig() -> SensorRig:
-    return load_sensor_rig(DEFAULT_RIG)
+    """Two 256 x 160 cameras (front, rear) and a roof lidar: enough sensors to check a frame
+    against, independent of the product's default rig."""
+    return SensorRig(
+        cameras=(
+            CameraSpec.from_fov("front", 256, 160, 90.0, SE3.from_euler(1.5, 0, 1.6, 0, 0, 0)),
+            CameraSpec.from_fov("rear", 256, 160, 90.0, SE3.from_euler(0, 0, 1.6, 0, 0, math.pi)),
+        ),
+        lidars=(
+            LidarSpec(
+                "top",
+                SE3.from_euler(1.3, 0.0, 2.0, 0.0, 0.0, 0.0),
+                32,
+                math.radians(10.0),
+                math.radians(-30.0),
+                0.5,
+                80.0,
+                10.0,
+                32 * 1024 * 10,
+            ),
+        ),
+    )
 
 
 def image(name: str = "front", h: int = 160, w: int = 256, **kw: Any) -> CameraImage:
@@ -265,8 +283,6 @@ def test_lidar_points_in_ego_frame(rig: SensorRig) -> None:
 
 
 def test_rotated_lidar_mount() -> None:
-    from kaido.scene.sensors import LidarSpec
-
     spec = LidarSpec(
         "tilted",
         SE3.from_euler(0.0, 0.0, 2.0, 0.0, 0.0, math.pi / 2),
