@@ -40,11 +40,7 @@ $(STAMP): setup.cfg pyproject.toml
 venv: $(STAMP)
 
 drive: $(STAMP)
-	@mkdir -p $(OUT)
-	$(VENV)/bin/kaido map generate --seed 0 --layout grid --out $(OUT)/town.xodr
-	$(VENV)/bin/kaido map info $(OUT)/town.xodr
-	$(VENV)/bin/kaido map render $(OUT)/town.xodr --out $(OUT)/town.png
-	@echo "wrote $(OUT)/town.xodr and $(OUT)/town.png"
+	$(VENV)/bin/kaido drive --out $(OUT)/drive
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check kaido tests benchmarks
@@ -60,6 +56,8 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(VENV)/bin/kaido bench raster --out $(OUT)/bench
+	$(VENV)/bin/kaido bench raycast --out $(OUT)/bench
+	$(VENV)/bin/kaido bench sim --out $(OUT)/bench
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info

@@ -753,7 +753,13 @@ class RouteEvaluator:
         ground_truth: GroundTruth,
         static_obstacles: Sequence[StaticObstacle] = (),
     ) -> RouteStatus:
-        """Evaluate one tick at simulation time ``t`` [s] (strictly increasing)."""
+        """Evaluate one tick at simulation time ``t`` [s] (strictly increasing).
+
+        ``ego_box`` is the ego's box in the world frame, ``ground_truth`` the other agents (by
+        track id) and traffic lights, ``static_obstacles`` what the ego can hit besides agents.
+        As in the leaderboard, the ego is expected to start at the route's first point: route
+        completion and deviation search a short window ahead of where the ego has been.
+        """
         if self._result is not None:
             raise RuntimeError(f"RouteEvaluator({self.route_id!r}): update after finish")
         if self._status is not RouteStatus.RUNNING:

@@ -124,3 +124,50 @@ def test_malformed_map_file_exits_2(tmp_path: Path) -> None:
     result = kaido("map", "info", str(bad))
     assert result.returncode == 2
     assert "broken.xodr" in result.stderr and "malformed" in result.stderr
+
+
+def test_drive_writes_results_log_and_video(tmp_path: Path) -> None:
+    pytest.importorskip("libsumo")
+    from kaido.logs.mcap_log import log_summary
+
+    out = tmp_path / "drive"
+    result = kaido("drive", "--seconds", "6", "--seed", "1", "--quiet", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    for label in ("driving score", "route completion", "sim speed", "results", "video"):
+        assert label in result.stdout
+    document = json.loads((out / "results.json").read_text())
+    record = document["_checkpoint"]["records"][0]
+    assert 0.0 <= record["scores"]["score_composed"] <= 100.0
+    assert document["kaido"]["provenance"]["versions"]["carla"] == "0.9.16"
+    summary = log_summary(out / "run.mcap")
+    assert summary["complete"]
+    for topic in (
+        "/camera/front/image",
+        "/lidar/top",
+        "/tf",
+        "/scene/agents",
+        "/scene/route",
+        "/kaido/ego_state",
+        "/kaido/control",
+        "/kaido/plan",
+    ):
+        assert summary["topics"][topic]["count"] > 0, topic
+    capture = cv2.VideoCapture(str(out / "bev.mp4"))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    assert frames >= 50
+
+
+def test_drive_bad_input_exits_2(tmp_path: Path) -> None:
+    cases = [
+        (["--map", "nowhere.xodr"], "nowhere.xodr"),
+        (["--event", "meteor@3"], "event 'meteor@3'"),
+        (["--route-id", "3"], "--route-id needs --routes"),
+        (["--agent", "nobody"], "nobody"),
+    ]
+    for extra, message in cases:
+        result = kaido("drive", "--no-sensors", "--quiet", "--seconds", "1", "--out", str(tmp_path), *extra)
+        assert result.returncode == 2, (extra, result.stderr)
+        line = result.stderr.strip()
+        assert "\n" not in line and message in line, (extra, line)

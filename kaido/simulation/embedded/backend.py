@@ -201,7 +201,10 @@ class EmbeddedBackend(Backend):
         rig = self.config.rig or SensorRig()
         if self.config.rig is not None and self._world is not None and self.step_index % self._sensor_every == 0:
             actors = Actors.concatenate(
-                [Actors.from_agents(truth.agents), traffic_light_actors(truth.traffic_lights)]
+                [
+                    Actors.from_agents(truth.agents),
+                    traffic_light_actors(truth.traffic_lights, world=self._world),
+                ]
             )
             ego_to_world = SE3.from_se2(ego.pose, 0.0)
             for cam in rig.cameras:

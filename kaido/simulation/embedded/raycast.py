@@ -291,11 +291,17 @@ class TrafficLightModel:
 
 
 _ROADWAY = (SemanticClass.ROAD, SemanticClass.LANE_MARKING)
+_POLE_COLOR = (
+    int(CLASS_COLORS[SemanticClass.POLE, 0]),
+    int(CLASS_COLORS[SemanticClass.POLE, 1]),
+    int(CLASS_COLORS[SemanticClass.POLE, 2]),
+)
 
 
 def _pole_footprint_on_road(world: RenderWorld, x: float, y: float, half: float) -> bool:
-    probe = np.array([[x, y], [x - half, y - half], [x + half, y - half], [x - half, y + half],
-                      [x + half, y + half]])  # fmt: skip
+    """Whether the pole's centre or a corner of its square section stands on the roadway."""
+    corners = np.array([[0.0, 0.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]])
+    probe = np.array([x, y]) + half * corners
     return bool(np.isin(world.ground_class_at(probe), _ROADWAY).any())
 
 
@@ -343,7 +349,7 @@ def traffic_light_actors(
         h = model.pole_height
         boxes.append([x, y, 0.5 * h, yaw, model.pole_width, model.pole_width, h])
         classes.append(SemanticClass.POLE)
-        colors.append(tuple(int(v) for v in CLASS_COLORS[SemanticClass.POLE]))  # type: ignore[arg-type]
+        colors.append(_POLE_COLOR)
         boxes.append([x, y, h + 0.5 * head_h, yaw, depth, width, head_h])
         classes.append(SemanticClass.TRAFFIC_LIGHT)
         colors.append(_LIGHT_COLORS[light.color])
