@@ -32,14 +32,21 @@ VEHICLES = 50
 DT = 0.1
 
 
-def _episode(map_path: Path, density: float, sensors: bool, sim_seconds: float, seed: int) -> dict[str, Any]:
+def _episode(
+    map_path: Path, density: float, sensors: bool, sim_seconds: float, seed: int
+) -> dict[str, Any]:
     rig = load_sensor_rig(DEFAULT_RIG) if sensors else None
     profile = VehicleProfile()
     backend = EmbeddedBackend(EmbeddedConfig(rig=rig, sensor_period=DT, vehicle=profile))
     agent = make_agent("baseline")
     scenario = Scenario(
-        name="bench", map_path=map_path, traffic_density=density, seed=seed, dt=DT,
-        min_route_length=300.0, max_route_length=2000.0,
+        name="bench",
+        map_path=map_path,
+        traffic_density=density,
+        seed=seed,
+        dt=DT,
+        min_route_length=300.0,
+        max_route_length=2000.0,
     )
     with backend:
         t0 = time.perf_counter()
@@ -58,7 +65,9 @@ def _episode(map_path: Path, density: float, sensors: bool, sim_seconds: float, 
             control = agent.run_step(obs)
             agent_s += time.perf_counter() - ta
             obs = backend.step(control)
-            vehicles.append(sum(1 for a in obs.ground_truth.agents if a.agent_class.name == "VEHICLE"))
+            vehicles.append(
+                sum(1 for a in obs.ground_truth.agents if a.agent_class.name == "VEHICLE")
+            )
         wall = time.perf_counter() - t0
     sim = steps * DT
     return {
@@ -75,7 +84,9 @@ def _episode(map_path: Path, density: float, sensors: bool, sim_seconds: float, 
 
 def run(out_dir: Path | None = None, sim_seconds: float = 30.0, seed: int = 0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        spec = TownSpec(layout="grid", rows=4, cols=4, lanes_per_direction=2, seed=seed, name="bench")
+        spec = TownSpec(
+            layout="grid", rows=4, cols=4, lanes_per_direction=2, seed=seed, name="bench"
+        )
         map_path = write_town(spec, Path(tmp) / "bench.xodr")
         lane_km = RoadMap.from_file(map_path).summary().lane_km
         density = VEHICLES / lane_km
@@ -87,7 +98,12 @@ def run(out_dir: Path | None = None, sim_seconds: float = 30.0, seed: int = 0) -
         "benchmark": "sim",
         **results,
         "goals": {"no_sensors_realtime_factor": 20.0, "default_rig_realtime_factor": 2.0},
-        "params": {"dt": DT, "vehicles_target": VEHICLES, "lane_km": lane_km, "town": "grid 4x4, 2 lanes"},
+        "params": {
+            "dt": DT,
+            "vehicles_target": VEHICLES,
+            "lane_km": lane_km,
+            "town": "grid 4x4, 2 lanes",
+        },
         "provenance": provenance(),
     }
     print(f"{'case':<12} {'realtime_x':>10} {'ms_per_step':>12} {'agent_ms':>9} {'vehicles':>9}")

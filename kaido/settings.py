@@ -3,7 +3,7 @@
 | variable | meaning | default |
 |---|---|---|
 | ``KAIDO_CACHE_DIR`` | folder for derived artefacts (SUMO nets, ...) | ``~/.cache/kaido`` |
-| ``KAIDO_CARLA_HOST`` / ``KAIDO_CARLA_PORT`` | a live CARLA server for ``carla`` tests | unset / 2000 |
+| ``KAIDO_CARLA_HOST``, ``KAIDO_CARLA_PORT`` | live CARLA server (``carla`` tests) | unset, 2000 |
 """
 
 from __future__ import annotations

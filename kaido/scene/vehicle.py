@@ -75,7 +75,8 @@ class VehicleProfile:
                 raise ValueError(f"VehicleProfile.{f.name} must be >= 0, got {value}")
         if not 0 < self.wheelbase < self.length:
             raise ValueError(
-                f"VehicleProfile.wheelbase must be in (0, length={self.length}), got {self.wheelbase}"
+                f"VehicleProfile.wheelbase must be in (0, length={self.length}), "
+                f"got {self.wheelbase}"
             )
         if not 0 <= self.rear_overhang < self.length - self.wheelbase + 1e-9:
             raise ValueError(
@@ -110,7 +111,9 @@ class VehicleProfile:
 _ANGLE_FIELDS = {"max_steer": "max_steer_deg", "max_steer_rate": "max_steer_rate_deg_s"}
 
 
-def vehicle_profile_from_dict(data: dict[str, Any], where: str = "vehicle profile") -> VehicleProfile:
+def vehicle_profile_from_dict(
+    data: dict[str, Any], where: str = "vehicle profile"
+) -> VehicleProfile:
     """A profile from a mapping; angles are given in degrees under the ``*_deg`` keys."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
@@ -118,7 +121,7 @@ def vehicle_profile_from_dict(data: dict[str, Any], where: str = "vehicle profil
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         field = next((f for f, k in _ANGLE_FIELDS.items() if k == key), key)
-        if field not in names or field in _ANGLE_FIELDS and key == field:
+        if field not in names or (field in _ANGLE_FIELDS and key == field):
             raise ValueError(f"{where}: unknown key {key!r}")
         if field in _ANGLE_FIELDS:
             if not isinstance(value, int | float):

@@ -104,7 +104,9 @@ class Scenario:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"Scenario.{name} must be finite and >= 0, got {value}")
-        if self.timeout_s is not None and not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+        if self.timeout_s is not None and not (
+            math.isfinite(self.timeout_s) and self.timeout_s > 0
+        ):
             raise ValueError(f"Scenario.timeout_s must be > 0, got {self.timeout_s}")
         if self.route_waypoints is not None:
             wps = np.asarray(self.route_waypoints, dtype=np.float64)

@@ -75,7 +75,9 @@ def build_scenario(options: DriveOptions) -> Scenario:
     map_path = options.map_path
     if map_path is None:
         map_path = options.out_dir / "town.xodr"
-        write_town(TownSpec(layout="grid", rows=3, cols=4, seed=options.seed, name="town"), map_path)
+        write_town(
+            TownSpec(layout="grid", rows=3, cols=4, seed=options.seed, name="town"), map_path
+        )
     elif not Path(map_path).is_file():
         raise FileNotFoundError(f"{map_path}: no such OpenDRIVE file")
     waypoints = yaws = None
@@ -134,7 +136,7 @@ def drive(options: DriveOptions) -> EpisodeResult:
                 max_seconds=options.seconds,
                 progress=options.progress,
             ),
-            road_map_of=lambda b: b.road_map,  # type: ignore[attr-defined,no-any-return]
+            road_map_of=lambda b: b.road_map,  # type: ignore[attr-defined]
             vehicle=vehicle,
             config=options,
         )

@@ -154,7 +154,9 @@ def run_episode(
     video_every = max(int(round(1.0 / (options.video_fps * scenario.dt))), 1)
     trail: deque[tuple[float, float]] = deque(maxlen=400)
     progress = _Progress(limit, enabled=options.progress)
-    status = evaluator.update(obs.sim_time_s, obs.ego, obs.ego_box, obs.ground_truth, obs.static_obstacles)
+    status = evaluator.update(
+        obs.sim_time_s, obs.ego, obs.ego_box, obs.ground_truth, obs.static_obstacles
+    )
     crashed: str | None = None
     logged_events = 0
     last_camera: np.ndarray | None = None
@@ -214,12 +216,16 @@ def run_episode(
     finally:
         progress.close()
         agent.destroy()
-        timed_out = status is RouteStatus.RUNNING and crashed is None and obs.sim_time_s >= timeout - 1e-9
+        timed_out = (
+            status is RouteStatus.RUNNING and crashed is None and obs.sim_time_s >= timeout - 1e-9
+        )
         result = evaluator.finish(timed_out=timed_out, crashed=crashed)
         if recorder is not None:
             for infraction in result.infractions:
                 recorder.write_event(
-                    int(round(infraction.time_s * 1e9)), infraction.kind.name.lower(), infraction.message
+                    int(round(infraction.time_s * 1e9)),
+                    infraction.kind.name.lower(),
+                    infraction.message,
                 )
             recorder.close()
         if video is not None:

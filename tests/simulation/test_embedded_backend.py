@@ -76,7 +76,11 @@ def counts(result: EpisodeResult) -> dict[InfractionKind, int]:
 
 def test_clean_route_without_traffic_scores_100(town: Path, tmp_path: Path) -> None:
     scenario = Scenario(
-        name="clean", map_path=town, traffic_density=0.0, seed=1, min_route_length=120.0,
+        name="clean",
+        map_path=town,
+        traffic_density=0.0,
+        seed=1,
+        min_route_length=120.0,
         max_route_length=220.0,
     )
     result = episode(tmp_path, scenario)
@@ -111,8 +115,13 @@ def test_running_a_red_light_is_one_red_light_infraction(town: Path, tmp_path: P
     event = ScenarioEvent(EventKind.RED_LIGHT, trigger_s=0.0, params={"duration": 120.0})
     for seed in range(3, 12):
         scenario = Scenario(
-            name="red", map_path=town, traffic_density=0.0, seed=seed, min_route_length=150.0,
-            max_route_length=300.0, events=(event,),
+            name="red",
+            map_path=town,
+            traffic_density=0.0,
+            seed=seed,
+            min_route_length=150.0,
+            max_route_length=300.0,
+            events=(event,),
         )
         blind = episode(tmp_path / f"blind{seed}", scenario, BlindAgent(), seconds=40.0)
         if any("forced red" in message for _, _, message in blind.events):
@@ -148,7 +157,9 @@ def test_same_seed_gives_the_same_episode_bit_for_bit(town: Path, tmp_path: Path
         with backend:
             obs = backend.reset(scenario)
             assert backend.road_map is not None
-            agent.setup(road_map=backend.road_map, route=obs.route, profile=VehicleProfile(), dt=scenario.dt)
+            agent.setup(
+                road_map=backend.road_map, route=obs.route, profile=VehicleProfile(), dt=scenario.dt
+            )
             for _ in range(30):
                 obs = backend.step(agent.run_step(obs))
                 frames.append(obs)

@@ -167,7 +167,9 @@ def test_drive_bad_input_exits_2(tmp_path: Path) -> None:
         (["--agent", "nobody"], "nobody"),
     ]
     for extra, message in cases:
-        result = kaido("drive", "--no-sensors", "--quiet", "--seconds", "1", "--out", str(tmp_path), *extra)
+        result = kaido(
+            "drive", "--no-sensors", "--quiet", "--seconds", "1", "--out", str(tmp_path), *extra
+        )
         assert result.returncode == 2, (extra, result.stderr)
         line = result.stderr.strip()
         assert "\n" not in line and message in line, (extra, line)

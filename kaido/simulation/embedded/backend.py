@@ -10,6 +10,7 @@ scenario and the same controls give the same episode, bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy.typing as npt
 
 from kaido.scene.agents import Control
 from kaido.scene.frame import CameraImage, Frame, GroundTruth, LidarSweep
-from kaido.scene.geometry import SE3
+from kaido.scene.geometry import SE2, SE3
 from kaido.scene.road_map import RoadMap
 from kaido.scene.route_planner import RoutePlan, RoutePlanningError, plan_route
 from kaido.scene.sensors import SensorRig
@@ -59,7 +60,9 @@ class EmbeddedConfig:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.sensor_period) and self.sensor_period > 0):
-            raise ValueError(f"EmbeddedConfig.sensor_period must be > 0 s, got {self.sensor_period}")
+            raise ValueError(
+                f"EmbeddedConfig.sensor_period must be > 0 s, got {self.sensor_period}"
+            )
 
 
 class RouteProgress:
@@ -144,14 +147,13 @@ class EmbeddedBackend(Backend):
         self._events = EventRunner(scenario.events, route, road_map)
         self.event_log = []
         start = route.path[0]
-        from kaido.scene.geometry import SE2
-
         pose = SE2(float(start[0]), float(start[1]), float(start[2]))
         self._dynamics.reset(pose, 0.0)
         profile = self.config.vehicle
-        traffic_config = TrafficConfig(
-            **{**_dataclass_dict(self.config.traffic), "density": scenario.traffic_density,
-               "pedestrian_density": scenario.pedestrians}
+        traffic_config = dataclasses.replace(
+            self.config.traffic,
+            density=scenario.traffic_density,
+            pedestrian_density=scenario.pedestrians,
         )
         if traffic_config.density > 0 or traffic_config.pedestrian_density > 0 or scenario.events:
             net = build_sumo_net(Path(scenario.map_path), self.config.cache or cache_dir("sumo"))
@@ -180,8 +182,6 @@ class EmbeddedBackend(Backend):
         assert self._progress is not None and self._events is not None
         ego_s = self._progress.update(state.x, state.y)
         if self._traffic is not None:
-            from kaido.scene.geometry import SE2
-
             self._traffic.step(SE2(state.x, state.y, state.yaw), state.speed)
             for fired in self._events.update(time_s, ego_s, state.speed, self._traffic):
                 self.event_log.append((time_s, fired.event.kind.value, fired.message))
@@ -193,13 +193,19 @@ class EmbeddedBackend(Backend):
         ego = self._dynamics.ego_state(timestamp_ns)
         ego_box = self._dynamics.ego_box()
         if self._traffic is not None:
-            truth = GroundTruth(agents=self._traffic.agents(), traffic_lights=self._traffic.traffic_lights())
+            truth = GroundTruth(
+                agents=self._traffic.agents(), traffic_lights=self._traffic.traffic_lights()
+            )
         else:
             truth = GroundTruth()
         images: dict[str, CameraImage] = {}
         lidar: dict[str, LidarSweep] = {}
         rig = self.config.rig or SensorRig()
-        if self.config.rig is not None and self._world is not None and self.step_index % self._sensor_every == 0:
+        if (
+            self.config.rig is not None
+            and self._world is not None
+            and self.step_index % self._sensor_every == 0
+        ):
             actors = Actors.concatenate(
                 [
                     Actors.from_agents(truth.agents),
@@ -212,7 +218,11 @@ class EmbeddedBackend(Backend):
                     self._world, actors, cam, ego_to_world @ cam.extrinsics
                 )
                 images[cam.name] = CameraImage(
-                    camera=cam.name, timestamp_ns=timestamp_ns, rgb=rgb, depth=depth, semantic=semantic
+                    camera=cam.name,
+                    timestamp_ns=timestamp_ns,
+                    rgb=rgb,
+                    depth=depth,
+                    semantic=semantic,
                 )
             for spec in rig.lidars:
                 points, semantic_l = render_lidar(
@@ -250,9 +260,3 @@ class EmbeddedBackend(Backend):
 
     def _close(self) -> None:
         self._shutdown_traffic()
-
-
-def _dataclass_dict(obj: object) -> dict[str, object]:
-    import dataclasses
-
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}  # type: ignore[arg-type]

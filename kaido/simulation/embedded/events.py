@@ -28,7 +28,9 @@ class EventTraffic(Protocol):
 
     def spawn_vehicle(self, pose: SE2, speed: float, *, lane_hint: int | None = None) -> int: ...
 
-    def set_vehicle_speed(self, track_id: int, speed: float, decel: float | None = None) -> None: ...
+    def set_vehicle_speed(
+        self, track_id: int, speed: float, decel: float | None = None
+    ) -> None: ...
 
     def change_lane(self, track_id: int, direction: int, duration: float) -> None: ...
 
@@ -83,7 +85,9 @@ class EventRunner:
         index = int(np.clip(np.searchsorted(self.route.s, s), 0, len(self.route.s) - 1))
         return int(self.route.lanes[index])
 
-    def update(self, time_s: float, ego_s: float, ego_speed: float, traffic: EventTraffic) -> list[FiredEvent]:
+    def update(
+        self, time_s: float, ego_s: float, ego_speed: float, traffic: EventTraffic
+    ) -> list[FiredEvent]:
         """Fire the events whose trigger the ego has passed; run due follow-ups."""
         new: list[FiredEvent] = []
         for i, event in enumerate(self.events):
@@ -101,7 +105,12 @@ class EventRunner:
         return new
 
     def _fire(
-        self, event: ScenarioEvent, time_s: float, ego_s: float, ego_speed: float, traffic: EventTraffic
+        self,
+        event: ScenarioEvent,
+        time_s: float,
+        ego_s: float,
+        ego_speed: float,
+        traffic: EventTraffic,
     ) -> FiredEvent:
         params = event.params
         s = ego_s + event.distance
@@ -117,40 +126,59 @@ class EventRunner:
                 _Pending(time_s + float(params.get("brake_after", 2.0)), actor, "brake", decel)
             )
             return FiredEvent(
-                event, time_s, f"lead vehicle {event.distance:.0f} m ahead, brakes at {decel} m/s²", actor
+                event,
+                time_s,
+                f"lead vehicle {event.distance:.0f} m ahead, brakes at {decel} m/s²",
+                actor,
             )
         if event.kind is EventKind.CUT_IN:
             lane = self.road_map.lanes[self._lane_at(s)]
             side = -1 if lane.left_neighbor >= 0 else (1 if lane.right_neighbor >= 0 else 0)
             if side == 0:
-                return FiredEvent(event, time_s, "cut-in skipped: the route's lane has no neighbour")
+                return FiredEvent(
+                    event, time_s, "cut-in skipped: the route's lane has no neighbour"
+                )
             lateral = -side * float(np.mean(lane.widths))
             speed = float(params.get("speed", max(ego_speed, 5.0)))
             neighbour = lane.left_neighbor if side < 0 else lane.right_neighbor
             actor = traffic.spawn_vehicle(self._pose_ahead(s, lateral), speed, lane_hint=neighbour)
             # SUMO's lane-change direction: +1 = left, -1 = right; the cut-in moves towards the ego
             self._pending.append(
-                _Pending(time_s + float(params.get("after", 1.0)), actor, "cut_in", -1 if side < 0 else 1)
+                _Pending(
+                    time_s + float(params.get("after", 1.0)), actor, "cut_in", -1 if side < 0 else 1
+                )
             )
-            return FiredEvent(event, time_s, f"cut-in from the {'left' if side < 0 else 'right'}", actor)
+            return FiredEvent(
+                event, time_s, f"cut-in from the {'left' if side < 0 else 'right'}", actor
+            )
         if event.kind is EventKind.PEDESTRIAN_CROSSING:
             lane = self.road_map.lanes[self._lane_at(s)]
             half = float(np.mean(lane.widths)) * float(params.get("lanes", 2.0)) / 2 + 2.0
             start = self._pose_ahead(s, -half)
             end = self._pose_ahead(s, half)
             actor = traffic.spawn_pedestrian(
-                np.array([start.x, start.y]), np.array([end.x, end.y]), float(params.get("speed", 1.4))
+                np.array([start.x, start.y]),
+                np.array([end.x, end.y]),
+                float(params.get("speed", 1.4)),
             )
-            return FiredEvent(event, time_s, f"pedestrian crossing {event.distance:.0f} m ahead", actor)
+            return FiredEvent(
+                event, time_s, f"pedestrian crossing {event.distance:.0f} m ahead", actor
+            )
         if event.kind is EventKind.RED_LIGHT:
             light = self._next_light(ego_s, traffic.traffic_lights())
             if light is None:
-                return FiredEvent(event, time_s, "red light skipped: no traffic light ahead on the route")
-            traffic.set_light(str(light.light_id), TrafficLightColor.RED, float(params.get("duration", 20.0)))
+                return FiredEvent(
+                    event, time_s, "red light skipped: no traffic light ahead on the route"
+                )
+            traffic.set_light(
+                str(light.light_id), TrafficLightColor.RED, float(params.get("duration", 20.0))
+            )
             return FiredEvent(event, time_s, f"light {light.light_id} forced red")
         raise ValueError(f"unknown event kind {event.kind!r}")
 
-    def _next_light(self, ego_s: float, lights: tuple[TrafficLightState, ...]) -> TrafficLightState | None:
+    def _next_light(
+        self, ego_s: float, lights: tuple[TrafficLightState, ...]
+    ) -> TrafficLightState | None:
         """The first light whose stop line crosses the route ahead of the ego."""
         best: tuple[float, TrafficLightState] | None = None
         for light in lights:

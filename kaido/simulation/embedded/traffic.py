@@ -87,6 +87,7 @@ __all__ = [
     "VehicleType",
     "build_sumo_net",
     "sumo_binary",
+    "verify_sumo_net",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -166,16 +167,41 @@ DEFAULT_VEHICLE_TYPES: tuple[VehicleType, ...] = (
     VehicleType("suv", "passenger", 4.8, 1.95, 1.75, weight=0.2),
     VehicleType("van", "delivery", 5.4, 2.05, 2.3, weight=0.06, accel=2.0, decel=4.0),
     VehicleType(
-        "truck", "truck", 7.8, 2.5, 3.3, weight=0.03, max_speed=25.0, accel=1.3, decel=4.0,
+        "truck",
+        "truck",
+        7.8,
+        2.5,
+        3.3,
+        weight=0.03,
+        max_speed=25.0,
+        accel=1.3,
+        decel=4.0,
         emergency_decel=7.0,
     ),
     VehicleType(
-        "motorcycle", "motorcycle", 2.2, 0.8, 1.5, weight=0.03, accel=4.0, decel=5.0,
-        emergency_decel=9.0, min_gap=2.0,
+        "motorcycle",
+        "motorcycle",
+        2.2,
+        0.8,
+        1.5,
+        weight=0.03,
+        accel=4.0,
+        decel=5.0,
+        emergency_decel=9.0,
+        min_gap=2.0,
     ),
     VehicleType(
-        "bicycle", "bicycle", 1.8, 0.65, 1.7, weight=0.03, max_speed=6.0, accel=1.2, decel=3.0,
-        emergency_decel=6.0, min_gap=1.0,
+        "bicycle",
+        "bicycle",
+        1.8,
+        0.65,
+        1.7,
+        weight=0.03,
+        max_speed=6.0,
+        accel=1.2,
+        decel=3.0,
+        emergency_decel=6.0,
+        min_gap=1.0,
     ),
 )
 
@@ -227,7 +253,9 @@ class TrafficConfig:
         for name in ("density", "pedestrian_density"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"TrafficConfig.{name}: expected a finite number >= 0, got {value!r}")
+                raise ValueError(
+                    f"TrafficConfig.{name}: expected a finite number >= 0, got {value!r}"
+                )
         if self.density > 130.0:
             raise ValueError(
                 f"TrafficConfig.density: {self.density} vehicles/lane-km exceeds a jammed lane "
@@ -235,7 +263,9 @@ class TrafficConfig:
             )
         types = tuple(self.vehicle_types)
         if not types or not all(isinstance(t, VehicleType) for t in types):
-            raise ValueError("TrafficConfig.vehicle_types: expected a non-empty tuple of VehicleType")
+            raise ValueError(
+                "TrafficConfig.vehicle_types: expected a non-empty tuple of VehicleType"
+            )
         names = [t.name for t in types]
         if len(set(names)) != len(names):
             raise ValueError(f"TrafficConfig.vehicle_types: duplicate names in {names}")
@@ -252,7 +282,8 @@ class TrafficConfig:
         )
         if not (0.0 <= self.driver_imperfection <= 1.0):
             raise ValueError(
-                f"TrafficConfig.driver_imperfection: expected [0, 1], got {self.driver_imperfection}"
+                "TrafficConfig.driver_imperfection: expected [0, 1], got "
+                f"{self.driver_imperfection}"
             )
         for name in ("curve_lateral_accel",):
             value = getattr(self, name)
@@ -261,13 +292,18 @@ class TrafficConfig:
         for name in ("lane_change_duration", "collision_stop_time", "forced_yellow_time"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"TrafficConfig.{name}: expected a finite number >= 0, got {value}")
+                raise ValueError(
+                    f"TrafficConfig.{name}: expected a finite number >= 0, got {value}"
+                )
         if not math.isfinite(self.teleport_time):
-            raise ValueError(f"TrafficConfig.teleport_time: expected finite, got {self.teleport_time}")
+            raise ValueError(
+                f"TrafficConfig.teleport_time: expected finite, got {self.teleport_time}"
+            )
         size = tuple(self.pedestrian_size)
         if len(size) != 3 or not all(math.isfinite(v) and v > 0 for v in size):
             raise ValueError(
-                f"TrafficConfig.pedestrian_size: expected 3 sizes > 0 [m], got {self.pedestrian_size}"
+                "TrafficConfig.pedestrian_size: expected 3 sizes > 0 [m], got "
+                f"{self.pedestrian_size}"
             )
         object.__setattr__(self, "pedestrian_size", tuple(float(v) for v in size))
 
@@ -319,7 +355,10 @@ def _typemap_files() -> str:
         folder = Path(sumo.SUMO_HOME) / "data" / "typemap"
     except ImportError:
         folder = sumo_binary("netconvert").parent.parent / "data" / "typemap"
-    files = [folder / "opendriveNetconvert.typ.xml", folder / "opendriveNetconvertPedestrians.typ.xml"]
+    files = [
+        folder / "opendriveNetconvert.typ.xml",
+        folder / "opendriveNetconvertPedestrians.typ.xml",
+    ]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise SumoError(f"SUMO type maps missing: {missing}")
@@ -388,20 +427,58 @@ def build_sumo_net(xodr_path: Path, cache_dir: Path) -> Path:
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+    marker = _marker(out)
+    marker.unlink(missing_ok=True)
+    verify_sumo_net(out)
+    marker.write_text(_net_stamp(out), encoding="utf-8")
     return out
 
 
-def _check_net_file(net_path: Path) -> None:
-    """Cheap structural check of a net file: libsumo crashes the process on a truncated one."""
+def _net_stamp(net_path: Path) -> str:
+    stat = net_path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _marker(net_path: Path) -> Path:
+    return net_path.with_name(net_path.name + ".verified")
+
+
+def verify_sumo_net(net_path: Path) -> None:
+    """Check that SUMO loads a net, in a separate process; :class:`SumoError` with SUMO's message
+    if not. libsumo brings the whole process down on some broken nets instead of raising, so
+    :meth:`SumoTraffic.start` runs this first; nets made by :func:`build_sumo_net` carry a marker
+    (``<net>.verified``, size and mtime) and are checked only once.
+    """
+    net_path = Path(net_path)
     if not net_path.is_file():
         raise SumoError(f"{net_path}: no such SUMO net file")
-    size = net_path.stat().st_size
-    with net_path.open("rb") as f:
-        head = f.read(4096)
-        f.seek(max(size - 256, 0))
-        tail = f.read()
-    if b"<net" not in head or b"</net>" not in tail:
-        raise SumoError(f"{net_path}: not a complete SUMO net (no <net> ... </net>)")
+    marker = _marker(net_path)
+    if marker.is_file() and marker.read_text(encoding="utf-8") == _net_stamp(net_path):
+        return
+    command = [
+        str(sumo_binary("sumo")),
+        "--net-file",
+        str(net_path),
+        "--end",
+        "0",
+        "--no-step-log",
+        "true",
+        "--no-warnings",
+        "true",
+        "--duration-log.disable",
+        "true",
+        "--xml-validation",
+        "never",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    if result.returncode != 0:
+        how = (
+            f"crashed with signal {-result.returncode}"
+            if result.returncode < 0
+            else (f"exit code {result.returncode}")
+        )
+        message = (result.stderr.strip() or result.stdout.strip())[-4000:]
+        raise SumoError(f"SUMO cannot load the net {net_path} ({how}): {message}")
 
 
 @contextlib.contextmanager
@@ -495,14 +572,21 @@ class _LaneIndex:
             empty = np.zeros((0, 2))
             return _LaneIndex((), empty, empty, np.zeros(0, dtype=np.int64), np.zeros(0))
         return _LaneIndex(
-            tuple(lanes), np.concatenate(a), np.concatenate(b), np.concatenate(idx),
+            tuple(lanes),
+            np.concatenate(a),
+            np.concatenate(b),
+            np.concatenate(idx),
             np.concatenate(s0),
-        )  # fmt: skip
+        )
 
     def nearest(
-        self, x: float, y: float, max_distance: float, heading: float | None = None,
+        self,
+        x: float,
+        y: float,
+        max_distance: float,
+        heading: float | None = None,
         max_heading_error: float = math.pi / 3,
-    ) -> list[tuple[_Lane, float, float]]:  # fmt: skip
+    ) -> list[tuple[_Lane, float, float]]:
         """Lanes within ``max_distance`` of (x, y), nearest first: (lane, s, distance)."""
         if len(self.seg_a) == 0:
             return []
@@ -537,8 +621,9 @@ def _curve_profile(
     """Bend speed limits along a lane: (lane positions (K,), speeds (K,) [m/s]), or None.
 
     Curvature at each vertex is the heading change over ``window`` metres of arc around it (or
-    the whole lane, if shorter), robust to the short segments polylines have at joins; only points whose bend speed
-    ``sqrt(lateral_accel / curvature)`` is below the lane's limit are kept.
+    the whole lane, if shorter), robust to the short segments polylines have at joins; only
+    points whose bend speed ``sqrt(lateral_accel / curvature)`` is below the lane's limit are
+    kept.
     """
     pts, s = lane.points, lane.s
     if len(pts) < 3 or s[-1] < 1.0:
@@ -738,18 +823,26 @@ class SumoTraffic:
         """``ego_*`` sizes [m]; ``ego_rear_overhang`` [m] from the rear bumper to the rear axle
         (the ego's pose is its rear axle; SUMO wants its front bumper)."""
         if not isinstance(road_map, RoadMap):
-            raise TypeError(f"SumoTraffic.road_map: expected RoadMap, got {type(road_map).__name__}")
+            raise TypeError(
+                f"SumoTraffic.road_map: expected RoadMap, got {type(road_map).__name__}"
+            )
         if not isinstance(config, TrafficConfig):
-            raise TypeError(f"SumoTraffic.config: expected TrafficConfig, got {type(config).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not (
-            0 <= seed < 2**31
+            raise TypeError(
+                f"SumoTraffic.config: expected TrafficConfig, got {type(config).__name__}"
+            )
+        if (
+            isinstance(seed, bool)
+            or not isinstance(seed, int | np.integer)
+            or not (0 <= seed < 2**31)
         ):
             raise ValueError(f"SumoTraffic.seed: expected an int in [0, 2^31), got {seed!r}")
         if not (math.isfinite(dt) and 0.001 <= dt <= 1.0):
             raise ValueError(f"SumoTraffic.dt: expected a step in [0.001, 1] s, got {dt!r}")
         for name, value in (
-            ("ego_length", ego_length), ("ego_width", ego_width), ("ego_height", ego_height)
-        ):  # fmt: skip
+            ("ego_length", ego_length),
+            ("ego_width", ego_width),
+            ("ego_height", ego_height),
+        ):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"SumoTraffic.{name}: expected a size > 0 [m], got {value!r}")
         if not (math.isfinite(ego_rear_overhang) and 0 <= ego_rear_overhang < ego_length):
@@ -782,6 +875,7 @@ class SumoTraffic:
         self._walk_weights: FloatArray = np.zeros(0)
         self._lights: dict[str, _LightGroup] = {}
         self._light_order: tuple[str, ...] = ()
+        self._light_states: dict[tuple[str, TrafficLightColor], TrafficLightState] = {}
         self.target_vehicles = 0
         """Background vehicles held in the simulation (``density`` x lane-km)."""
         self.target_persons = 0
@@ -817,7 +911,7 @@ class SumoTraffic:
                 "a libsumo simulation started outside SumoTraffic is loaded in this process; "
                 "call libsumo.close() first"
             )
-        _check_net_file(self.net_path)
+        verify_sumo_net(self.net_path)
         cfg = self.config
         args = [
             str(sumo_binary("sumo")),
@@ -890,9 +984,16 @@ class SumoTraffic:
         for vt in cfg.vehicle_types:
             self._define_vtype(vt.name, vt)
         ego_type = VehicleType(
-            _EGO_TYPE, "passenger", self.ego_length, self.ego_width, self.ego_height,
-            max_speed=80.0, accel=10.0, decel=10.0, emergency_decel=12.0,
-        )  # fmt: skip
+            _EGO_TYPE,
+            "passenger",
+            self.ego_length,
+            self.ego_width,
+            self.ego_height,
+            max_speed=80.0,
+            accel=10.0,
+            decel=10.0,
+            emergency_decel=12.0,
+        )
         self._define_vtype(_EGO_TYPE, ego_type)
         ls.vehicletype.copy("DEFAULT_PEDTYPE", _PEDESTRIAN_TYPE)
         plen, pwid, phei = cfg.pedestrian_size
@@ -993,7 +1094,9 @@ class SumoTraffic:
         groups: dict[str, _LightGroup] = {}
         for tls in ls.trafficlight.getIDList():
             program = ls.trafficlight.getProgram(tls)
-            logics = [lg for lg in ls.trafficlight.getAllProgramLogics(tls) if lg.programID == program]
+            logics = [
+                lg for lg in ls.trafficlight.getAllProgramLogics(tls) if lg.programID == program
+            ]
             phases = [ph.state for ph in logics[0].phases] if logics else []
             by_key: dict[tuple[str, tuple[str, ...]], dict[int, set[int]]] = {}
             for link_index, links in enumerate(ls.trafficlight.getControlledLinks(tls)):
@@ -1029,6 +1132,7 @@ class SumoTraffic:
                 )
         self._lights = groups
         self._light_order = tuple(groups)
+        self._light_states = {}
 
     def _light_group(
         self, light_id: str, tls: str, lane_ids: list[str], links: tuple[int, ...]
@@ -1046,9 +1150,13 @@ class SumoTraffic:
             # the road-map lane that ends here: project a point just before the stop line
             px, py, ph = lane.point_at(float(lane.s[-1]) - 1.5)
             found = self.road_map.project(
-                px, py, max_distance=0.5 * lane.width + 0.75, heading=ph,
-                max_heading_error=math.pi / 4, include_junctions=False,
-            )  # fmt: skip
+                px,
+                py,
+                max_distance=0.5 * lane.width + 0.75,
+                heading=ph,
+                max_heading_error=math.pi / 4,
+                include_junctions=False,
+            )
             if found:
                 affected.add(found[0].lane)
         rx, ry, rh, rw = ends[0]  # lane index 0 is the rightmost
@@ -1115,9 +1223,14 @@ class SumoTraffic:
             st.counters.vehicles += 1
             vid = f"veh{st.counters.vehicles}"
             ls.vehicle.add(
-                vid, self._add_route(edges), typeID=vt.name, depart="now",
-                departLane="random", departPos="random_free", departSpeed="max",
-            )  # fmt: skip
+                vid,
+                self._add_route(edges),
+                typeID=vt.name,
+                depart="now",
+                departLane="random",
+                departPos="random_free",
+                departSpeed="max",
+            )
             ls.vehicle.setSpeedFactor(vid, factor)
             st.vtype_of[vid] = vt
             st.background.add(vid)
@@ -1128,7 +1241,9 @@ class SumoTraffic:
         """Append a walk from (origin, origin_pos) to a random sidewalk place; False if none."""
         ls = self._sumo
         for _ in range(tries):
-            dest = self._walk_edges[int(self._rng.choice(len(self._walk_edges), p=self._walk_weights))]
+            dest = self._walk_edges[
+                int(self._rng.choice(len(self._walk_edges), p=self._walk_weights))
+            ]
             if dest == origin:
                 continue
             dest_len = ls.lane.getLength(f"{dest}_0")
@@ -1149,7 +1264,9 @@ class SumoTraffic:
         st = self._state
         low, high = self.config.pedestrian_speed_range
         for _ in range(count):
-            edge = self._walk_edges[int(self._rng.choice(len(self._walk_edges), p=self._walk_weights))]
+            edge = self._walk_edges[
+                int(self._rng.choice(len(self._walk_edges), p=self._walk_weights))
+            ]
             length = ls.lane.getLength(f"{edge}_0")
             pos = float(self._rng.uniform(0.1, 0.9)) * length
             speed = float(self._rng.uniform(low, high))
@@ -1181,11 +1298,17 @@ class SumoTraffic:
         if self._state.ego:
             raise SumoError("SumoTraffic.add_ego: the ego is already in the simulation")
         self._check_pose("add_ego", pose, speed)
-        x, y, angle = self._ego_front(pose)
+        x, y, _ = self._ego_front(pose)
         near = self._vehicle_index.nearest(x, y, 50.0, None)
         normal = [n for n in near if not n[0].internal]
         edge = normal[0][0].edge if normal else self._edges[0]
-        ls.vehicle.add(self.EGO_ID, self._add_route([edge]), typeID=_EGO_TYPE, depart="now")
+        ls.vehicle.add(
+            self.EGO_ID,
+            self._add_route([edge]),
+            typeID=_EGO_TYPE,
+            depart="now",
+            departSpeed=repr(float(speed)),
+        )
         ls.vehicle.setSpeedMode(self.EGO_ID, 0)
         ls.vehicle.setLaneChangeMode(self.EGO_ID, 0)
         self._state.ego = True
@@ -1310,8 +1433,8 @@ class SumoTraffic:
                 continue
             self._state.route_len[vid] = len(ls.vehicle.getRoute(vid))
             return
-        # nowhere to go from here: stop asking until the vehicle leaves
-        self._state.route_len[vid] = -(10**9)
+        # nowhere to go from here: stop asking (it leaves at its route's end and is replaced)
+        self._state.route_len[vid] = 10**9
 
     def _cap_for_curves(self, vid: str) -> float:
         """Cap the vehicle's top speed so that it can slow down for the bends ahead on its lane;
@@ -1364,9 +1487,12 @@ class SumoTraffic:
             return  # stops cannot be set inside junctions; setSpeed(0) holds it there
         try:
             ls.vehicle.setStop(
-                vid, ls.vehicle.getRoadID(vid), pos=ls.vehicle.getLanePosition(vid),
-                laneIndex=ls.vehicle.getLaneIndex(vid), duration=1e7,
-            )  # fmt: skip
+                vid,
+                ls.vehicle.getRoadID(vid),
+                pos=ls.vehicle.getLanePosition(vid),
+                laneIndex=ls.vehicle.getLaneIndex(vid),
+                duration=1e7,
+            )
         except ls.TraCIException:
             return
         st.parked.add(vid)
@@ -1386,24 +1512,50 @@ class SumoTraffic:
             if vt is None:
                 continue  # the ego
             x, y = ls.vehicle.getPosition(vid)
+            if x == ls.INVALID_DOUBLE_VALUE:
+                continue  # spawned, placed during the next step
             out.append(
-                _agent(st.track_of[vid], vt.agent_class, x, y, ls.vehicle.getAngle(vid),
-                       ls.vehicle.getSpeed(vid), vt.length, vt.width, vt.height, stamp)
-            )  # fmt: skip
+                _agent(
+                    st.track_of[vid],
+                    vt.agent_class,
+                    x,
+                    y,
+                    ls.vehicle.getAngle(vid),
+                    ls.vehicle.getSpeed(vid),
+                    vt.length,
+                    vt.width,
+                    vt.height,
+                    stamp,
+                )
+            )
         plen, pwid, phei = self.config.pedestrian_size
         for pid in ls.person.getIDList():
             track = st.track_of.get(pid)
             if track is None:
                 continue
             x, y = ls.person.getPosition(pid)
+            if x == ls.INVALID_DOUBLE_VALUE:
+                continue
             walker = st.walkers.get(pid)
-            speed = walker.speed if walker is not None and self._walking(walker) else (
-                ls.person.getSpeed(pid) if walker is None else 0.0
+            speed = (
+                walker.speed
+                if walker is not None and self._walking(walker)
+                else (ls.person.getSpeed(pid) if walker is None else 0.0)
             )
             out.append(
-                _agent(track, AgentClass.PEDESTRIAN, x, y, ls.person.getAngle(pid), speed,
-                       plen, pwid, phei, stamp)
-            )  # fmt: skip
+                _agent(
+                    track,
+                    AgentClass.PEDESTRIAN,
+                    x,
+                    y,
+                    ls.person.getAngle(pid),
+                    speed,
+                    plen,
+                    pwid,
+                    phei,
+                    stamp,
+                )
+            )
         st.agents = tuple(out)
         return st.agents
 
@@ -1418,15 +1570,17 @@ class SumoTraffic:
             state = states.get(group.tls)
             if state is None:
                 state = states[group.tls] = ls.trafficlight.getRedYellowGreenState(group.tls)
-            out.append(
-                TrafficLightState(
+            color = state_color("".join(state[i] for i in group.links))
+            light = self._light_states.get((light_id, color))
+            if light is None:  # immutable: one object per light and colour
+                light = self._light_states[(light_id, color)] = TrafficLightState(
                     light_id=light_id,
-                    color=state_color("".join(state[i] for i in group.links)),
+                    color=color,
                     position=group.position,
                     stop_line=group.stop_line,
                     affected_lane_ids=group.affected_lanes,
                 )
-            )
+            out.append(light)
         return tuple(out)
 
     def track_id(self, sumo_id: str) -> int:
@@ -1465,16 +1619,20 @@ class SumoTraffic:
         """
         ls = self._require_running("spawn_vehicle")
         self._check_pose("spawn_vehicle", pose, speed)
-        vt = max(self.config.vehicle_types, key=lambda t: (t.agent_class == AgentClass.VEHICLE, t.weight))
+        vt = max(
+            self.config.vehicle_types, key=lambda t: (t.agent_class == AgentClass.VEHICLE, t.weight)
+        )
         fx = pose.x + 0.5 * vt.length * math.cos(pose.yaw)
         fy = pose.y + 0.5 * vt.length * math.sin(pose.yaw)
         qx, qy = fx, fy
         if lane_hint is not None:
             if not (0 <= int(lane_hint) < self.road_map.num_driving_lanes):
-                raise ValueError(f"SumoTraffic.spawn_vehicle: lane_hint {lane_hint} is not a driving lane")
-            lane = self.road_map.lanes[int(lane_hint)]
-            k = int(np.argmin(np.linalg.norm(lane.centerline[:, :2] - [fx, fy], axis=1)))
-            qx, qy = float(lane.centerline[k, 0]), float(lane.centerline[k, 1])
+                raise ValueError(
+                    f"SumoTraffic.spawn_vehicle: lane_hint {lane_hint} is not a driving lane"
+                )
+            hint = self.road_map.lanes[int(lane_hint)]
+            k = int(np.argmin(np.linalg.norm(hint.centerline[:, :2] - [fx, fy], axis=1)))
+            qx, qy = float(hint.centerline[k, 0]), float(hint.centerline[k, 1])
         near = self._vehicle_index.nearest(qx, qy, 6.0, pose.yaw, math.pi / 4)
         if not near:
             raise ValueError(
@@ -1490,8 +1648,13 @@ class SumoTraffic:
         st = self._state
         st.counters.scripted += 1
         vid = f"scripted{st.counters.scripted}"
-        ls.vehicle.add(vid, self._add_route(edges), typeID=vt.name, depart="now",
-                       departSpeed=repr(float(speed)))  # fmt: skip
+        ls.vehicle.add(
+            vid,
+            self._add_route(edges),
+            typeID=vt.name,
+            depart="now",
+            departSpeed=repr(float(speed)),
+        )
         ls.vehicle.moveToXY(vid, edge, -1, fx, fy, sumo_angle(pose.yaw), keepRoute=2)
         ls.vehicle.setSpeed(vid, float(speed))
         ls.vehicle.setSpeedFactor(vid, 1.0)
@@ -1525,7 +1688,9 @@ class SumoTraffic:
         only avoiding immediate collisions."""
         vid = self._live_vehicle("change_lane", track_id)
         if direction not in (-1, 1):
-            raise ValueError(f"SumoTraffic.change_lane: direction must be +1 or -1, got {direction}")
+            raise ValueError(
+                f"SumoTraffic.change_lane: direction must be +1 or -1, got {direction}"
+            )
         if not (math.isfinite(duration) and duration > 0):
             raise ValueError(f"SumoTraffic.change_lane: duration must be > 0 s, got {duration}")
         ls = self._sumo
@@ -1554,7 +1719,7 @@ class SumoTraffic:
         group = self._lights.get(str(light_id))
         if group is None:
             raise ValueError(
-                f"SumoTraffic.set_light: no light {light_id!r} (lights: {list(self._light_order)[:8]}...)"
+                f"SumoTraffic.set_light: no light {light_id!r} (e.g. {list(self._light_order)[:8]})"
             )
         color = TrafficLightColor(color)
         if color not in _COLOR_STATE:
@@ -1566,7 +1731,11 @@ class SumoTraffic:
         now = self.time
         if group.tls not in st.natural:
             program = ls.trafficlight.getProgram(group.tls)
-            logic = [lg for lg in ls.trafficlight.getAllProgramLogics(group.tls) if lg.programID == program][0]
+            logic = next(
+                lg
+                for lg in ls.trafficlight.getAllProgramLogics(group.tls)
+                if lg.programID == program
+            )
             st.natural[group.tls] = _Natural(
                 program=program,
                 phases=[(float(ph.duration), ph.state) for ph in logic.phases],
@@ -1574,7 +1743,9 @@ class SumoTraffic:
                 next_switch=float(ls.trafficlight.getNextSwitch(group.tls)),
             )
         override = _Override(group, _COLOR_STATE[color], now + duration)
-        current = state_color("".join(ls.trafficlight.getRedYellowGreenState(group.tls)[i] for i in group.links))
+        current = state_color(
+            "".join(ls.trafficlight.getRedYellowGreenState(group.tls)[i] for i in group.links)
+        )
         if color == TrafficLightColor.RED and current == TrafficLightColor.GREEN:
             override.yellow_until = now + self.config.forced_yellow_time
             override.until += self.config.forced_yellow_time
@@ -1615,9 +1786,7 @@ class SumoTraffic:
 
     # -- scripted pedestrians -------------------------------------------------------------------
 
-    def spawn_pedestrian(
-        self, start: npt.ArrayLike, end: npt.ArrayLike, speed: float
-    ) -> int:
+    def spawn_pedestrian(self, start: npt.ArrayLike, end: npt.ArrayLike, speed: float) -> int:
         """A person walking straight from ``start`` to ``end`` ((2,) world [m]) at ``speed``
         [m/s], e.g. across the road; it then stands at ``end``. Returns its track id.
 
@@ -1628,7 +1797,11 @@ class SumoTraffic:
         ls = self._require_running("spawn_pedestrian")
         a = np.asarray(start, dtype=np.float64)
         b = np.asarray(end, dtype=np.float64)
-        if a.shape != (2,) or b.shape != (2,) or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        if (
+            a.shape != (2,)
+            or b.shape != (2,)
+            or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b)))
+        ):
             raise ValueError(
                 f"SumoTraffic.spawn_pedestrian: start and end must be finite (2,) points, got "
                 f"{a.tolist()} and {b.tolist()}"
@@ -1669,7 +1842,9 @@ class SumoTraffic:
             delta = walker.end - walker.start
             yaw = math.atan2(float(delta[1]), float(delta[0]))
             # SUMO's person position is its front, like a vehicle's
-            front = p + 0.5 * self.config.pedestrian_size[0] * np.array([math.cos(yaw), math.sin(yaw)])
+            front = p + 0.5 * self.config.pedestrian_size[0] * np.array(
+                [math.cos(yaw), math.sin(yaw)]
+            )
             ls.person.moveToXY(
                 pid, "", float(front[0]), float(front[1]), sumo_angle(yaw), keepRoute=2
             )
@@ -1693,23 +1868,34 @@ class SumoTraffic:
                     gap = spot - ls.vehicle.getLanePosition(vid) - 2.0
                     if gap < -1.0 or gap > _WALKER_LOOKAHEAD:
                         continue
-                    decel = st.vtype_of[vid].decel
+                    # brake at 60 % of the comfortable deceleration when there is room
+                    decel = 0.6 * st.vtype_of[vid].decel
                     cap = math.sqrt(2.0 * decel * max(gap, 0.0))
                     caps[vid] = min(caps.get(vid, math.inf), cap)
         return caps
 
 
 def _agent(
-    track_id: int, agent_class: AgentClass, x: float, y: float, angle: float, speed: float,
-    length: float, width: float, height: float, timestamp_ns: int,
-) -> AgentState:  # fmt: skip
+    track_id: int,
+    agent_class: AgentClass,
+    x: float,
+    y: float,
+    angle: float,
+    speed: float,
+    length: float,
+    width: float,
+    height: float,
+    timestamp_ns: int,
+) -> AgentState:
     """An agent from SUMO's front-bumper position and angle."""
     yaw = kaido_yaw(angle)
     c, s = math.cos(yaw), math.sin(yaw)
     return AgentState(
         track_id=track_id,
         agent_class=agent_class,
-        box=Box3D(x - 0.5 * length * c, y - 0.5 * length * s, 0.5 * height, yaw, length, width, height),
+        box=Box3D(
+            x - 0.5 * length * c, y - 0.5 * length * s, 0.5 * height, yaw, length, width, height
+        ),
         velocity=(speed * c, speed * s),
         timestamp_ns=timestamp_ns,
     )
