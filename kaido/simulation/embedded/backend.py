@@ -165,6 +165,8 @@ class EmbeddedBackend(Backend):
                 dt=scenario.dt,
                 ego_length=profile.length,
                 ego_width=profile.width,
+                ego_height=profile.height,
+                ego_rear_overhang=profile.rear_overhang,
             )
             self._traffic.start()
             self._traffic.add_ego(pose, 0.0)

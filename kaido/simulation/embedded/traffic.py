@@ -7,7 +7,9 @@ the ego is injected into SUMO each step with ``vehicle.moveToXY`` so SUMO's driv
 The net (:func:`build_sumo_net`)
 --------------------------------
 ``netconvert`` runs once per OpenDRIVE file and flag set; the net is cached under the file's
-SHA-256 (with the flags and the SUMO version). The flags (:data:`NETCONVERT_OPTIONS`):
+SHA-256 (with the flags and the SUMO version) and checked once by loading it in a separate
+``sumo`` process (:func:`verify_sumo_net`: libsumo takes the whole process down on some broken
+nets instead of raising). The flags (:data:`NETCONVERT_OPTIONS`):
 
 * ``--offset.disable-normalization``: SUMO's x, y are the OpenDRIVE x, y, i.e. kaido's world x, y.
 * ``--geometry.remove``: merges edges that meet at non-junction nodes (lane sections, road joins,
@@ -39,9 +41,17 @@ Behaviour
   its route, it gets a new random destination, so none vanishes at a route's end. The count of
   background vehicles is held at ``density`` x lane-km (driving lanes outside junctions of the
   road map); vehicles SUMO could not insert or that left are replaced at random free places.
-* Drivers slow down for bends of the road (SUMO only limits the speed of turns inside junctions):
-  a vehicle's top speed is capped to ``sqrt(curve_lateral_accel / curvature)`` ahead of it.
+* Drivers slow down for bends: on roads (where SUMO has no such limit) a vehicle's top speed is
+  capped to ``sqrt(curve_lateral_accel / curvature)`` of the bends ahead of it in its lane;
+  inside junctions each turning lane's speed limit is lowered to the same lateral acceleration
+  (SUMO's own is 5.5 m/s²), which SUMO's drivers see coming.
 * Persons walk on sidewalks between random places and cross at crossings, obeying the lights.
+  Scripted pedestrians (:meth:`SumoTraffic.spawn_pedestrian`) cross anywhere: kaido moves them
+  and makes the SUMO drivers in the lanes they occupy brake for them.
+* The ego is a SUMO vehicle of its own size, moved with ``moveToXY`` and given its speed each
+  step, so SUMO's drivers follow it and queue behind it. Background vehicles that SUMO
+  inserted in the very step that placed the ego (unaware of it) and that overlap it or cannot
+  stop behind it are removed and replaced elsewhere.
 * Collisions are SUMO's: ``--collision.action warn`` with ``--collision.stoptime``: vehicles
   that collide stop where they are for ``collision_stop_time`` and then drive on; kaido's episode
   metrics judge collisions with the ego from the boxes. Teleporting of stuck vehicles is off by
@@ -61,6 +71,7 @@ import contextlib
 import hashlib
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -75,7 +86,7 @@ import numpy.typing as npt
 
 from kaido.scene.agents import AgentClass, AgentState
 from kaido.scene.frame import TrafficLightColor, TrafficLightState
-from kaido.scene.geometry import SE2, Box3D, wrap_angle
+from kaido.scene.geometry import SE2, Box3D, box2d_overlap, wrap_angle
 from kaido.scene.road_map import RoadMap
 
 __all__ = [
@@ -379,7 +390,7 @@ NETCONVERT_OPTIONS: tuple[str, ...] = (
     "--no-warnings", "true",
 )  # fmt: skip
 
-#: Added for OpenDRIVE files without any ``<signal>``: a traffic light at every junction.
+#: Added for OpenDRIVE files without any ``<signal>`` element: a traffic light at every junction.
 GUESS_TLS_OPTIONS: tuple[str, ...] = ("--tls.guess", "true", "--tls.guess.threshold", "0")
 
 
@@ -398,7 +409,7 @@ def build_sumo_net(xodr_path: Path, cache_dir: Path) -> Path:
         raise SumoError(f"{xodr_path}: no such OpenDRIVE file")
     data = xodr_path.read_bytes()
     options = list(NETCONVERT_OPTIONS)
-    if b"<signal" not in data:
+    if re.search(rb"<signal[\s/>]", data) is None:
         options += GUESS_TLS_OPTIONS
     key = hashlib.sha256()
     key.update(data)
@@ -424,13 +435,11 @@ def build_sumo_net(xodr_path: Path, cache_dir: Path) -> Path:
             raise SumoError(
                 f"netconvert failed on {xodr_path} (exit code {result.returncode}): {message}"
             )
+        verify_sumo_net(tmp)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    marker = _marker(out)
-    marker.unlink(missing_ok=True)
-    verify_sumo_net(out)
-    marker.write_text(_net_stamp(out), encoding="utf-8")
+    _marker(out).write_text(_net_stamp(out), encoding="utf-8")
     return out
 
 
@@ -750,6 +759,9 @@ _EGO_TYPE = "kaido_ego"
 _WALKER_LANE_MARGIN = 1.0
 #: [m] how far upstream of a blocked spot SUMO's drivers are told about it.
 _WALKER_LOOKAHEAD = 80.0
+#: [m] (along, across) margins of the ego's box inside which background vehicles that SUMO
+#: inserted in the ego's first step are removed again.
+EGO_CLEARANCE = (5.0, 0.5)
 #: Lane-change mode of scripted lane changes: SUMO's default (1621) except that a TraCI request
 #: only avoids immediate collisions instead of respecting the other drivers' gaps (a cut-in).
 _SCRIPTED_LANE_CHANGE_MODE = 1365
@@ -792,6 +804,7 @@ class _State:
     overrides: dict[str, _Override] = field(default_factory=dict)
     natural: dict[str, _Natural] = field(default_factory=dict)
     ego: bool = False
+    ego_fresh: bool = False
     agents: tuple[AgentState, ...] | None = None
 
 
@@ -1312,6 +1325,7 @@ class SumoTraffic:
         ls.vehicle.setSpeedMode(self.EGO_ID, 0)
         ls.vehicle.setLaneChangeMode(self.EGO_ID, 0)
         self._state.ego = True
+        self._state.ego_fresh = True
         self._place_ego(pose, speed)
 
     def _place_ego(self, pose: SE2, speed: float) -> None:
@@ -1373,7 +1387,52 @@ class SumoTraffic:
             raise SumoError(f"SUMO failed at t={next_time:.3f} s: {err}") from err
         st.step += 1
         st.agents = None
+        if st.ego_fresh and ego_pose is not None:
+            self._clear_around_ego(ego_pose)
         self._maintain()
+
+    def _clear_around_ego(self, pose: SE2) -> None:
+        """Remove the background vehicles that SUMO inserted in the step that placed the ego
+        without knowing of it: those overlapping the ego's box grown by ``EGO_CLEARANCE`` and
+        those behind it in its lane that cannot stop in time. They are replaced elsewhere."""
+        ls = self._sumo
+        st = self._state
+        st.ego_fresh = False
+        c, s = math.cos(pose.yaw), math.sin(pose.yaw)
+        ahead = 0.5 * self.ego_length - self.ego_rear_overhang
+        long_margin, side_margin = EGO_CLEARANCE
+        ego_box = np.array(
+            [
+                pose.x + ahead * c,
+                pose.y + ahead * s,
+                pose.yaw,
+                self.ego_length + 2.0 * long_margin,
+                self.ego_width + 2.0 * side_margin,
+            ]
+        )
+        rear = np.array([pose.x - self.ego_rear_overhang * c, pose.y - self.ego_rear_overhang * s])
+        for agent in self.agents():
+            vid = self.sumo_id(agent.track_id)
+            if vid not in st.background:
+                continue
+            box = agent.box
+            vt = st.vtype_of[vid]
+            front = np.array([box.x, box.y]) + 0.5 * box.length * np.array(
+                [math.cos(box.yaw), math.sin(box.yaw)]
+            )
+            along = float(np.dot(rear - front, [c, s]))  # gap to the ego's rear
+            across = float(np.dot(front - rear, [-s, c]))
+            stopping = agent.speed**2 / (2.0 * vt.decel) + vt.min_gap
+            behind = (
+                0.0 <= along < stopping
+                and abs(across) < 0.5 * (self.ego_width + box.width) + side_margin
+                and abs(wrap_angle(box.yaw - pose.yaw)) < math.pi / 4
+            )
+            packed = np.array([box.x, box.y, box.yaw, box.length, box.width])
+            if behind or bool(box2d_overlap(ego_box, packed)):
+                ls.vehicle.remove(vid)
+                st.background.discard(vid)
+        st.agents = None
 
     def _maintain(self) -> None:
         """After a step: forget departed users, extend routes, cap speeds, keep the density."""
@@ -1666,7 +1725,8 @@ class SumoTraffic:
 
     def set_vehicle_speed(self, track_id: int, speed: float, decel: float | None = None) -> None:
         """Command a vehicle's speed [m/s] (held until changed; ``speed < 0`` hands it back to
-        its driver), slowing down at ``decel`` [m/s²] when given (e.g. a hard brake to 0)."""
+        its driver), slowing down at ``decel`` [m/s²] when given (e.g. a hard brake to 0). A
+        vehicle stopped by :meth:`hold_vehicle` drives again."""
         vid = self._live_vehicle("set_vehicle_speed", track_id)
         ls = self._sumo
         if not math.isfinite(speed):
@@ -1677,9 +1737,15 @@ class SumoTraffic:
             vt = self._state.vtype_of[vid]
             ls.vehicle.setDecel(vid, float(decel))
             ls.vehicle.setEmergencyDecel(vid, max(float(decel), vt.emergency_decel))
+        st = self._state
+        if vid in st.held:  # a held vehicle drives again
+            st.held.discard(vid)
+            if vid in st.parked:
+                st.parked.discard(vid)
+                ls.vehicle.resume(vid)
         command = float(speed) if speed >= 0 else -1.0
-        self._state.speed_cmd[vid] = command
-        self._state.blocked.pop(vid, None)
+        st.speed_cmd[vid] = command
+        st.blocked.pop(vid, None)
         ls.vehicle.setSpeed(vid, command)
 
     def change_lane(self, track_id: int, direction: int, duration: float) -> None:

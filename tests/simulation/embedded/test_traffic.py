@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from kaido.scene.agents import AgentClass, AgentState
 from kaido.scene.frame import TrafficLightColor
-from kaido.scene.geometry import SE2, wrap_angle
+from kaido.scene.geometry import SE2, box2d_overlap, wrap_angle
 from kaido.scene.road_map import Lane, LaneType, RoadMap
 from kaido.scene.town_generator import TownSpec, generate_town
 from kaido.simulation.embedded.traffic import (
@@ -234,7 +235,7 @@ def test_libsumo_start_failure_carries_sumos_message(town: Town, tmp_path: Path)
     traffic = SumoTraffic(
         town.road_map, net, TrafficConfig(), seed=0, dt=DT, ego_length=4.0, ego_width=1.8
     )
-    with pytest.raises(SumoError, match="libsumo could not start.*Unknown from-node 'x'"):
+    with pytest.raises(SumoError, match=r"libsumo could not start.*Unknown from-node 'x'"):
         traffic.start()
     assert not traffic.running and not libsumo.isLoaded()
 
@@ -261,7 +262,7 @@ def test_sumo_lanes_lie_on_road_map_lanes(which: str, request: pytest.FixtureReq
             if "passenger" not in libsumo.lane.getAllowed(lane_id):
                 continue
             shape = np.asarray(libsumo.lane.getShape(lane_id))
-            for a, b in zip(shape[:-1], shape[1:], strict=True):
+            for a, b in itertools.pairwise(shape):
                 for t in np.linspace(0.0, 1.0, 4):
                     x, y = a + t * (b - a)
                     found = place.road_map.project(float(x), float(y), max_distance=5.0)
@@ -279,11 +280,13 @@ def test_background_traffic_density_road_and_red_lights(town: Town) -> None:
     density = 25.0
     expected = density * _lane_km(town.road_map)
     area = town.road_map.drivable_area
-    counts, seen_colors = [], {}
+    counts: list[int] = []
+    seen_colors: dict[str | int, set[TrafficLightColor]] = {}
     crossings = violations = 0
     with _traffic(town, seed=5, density=density) as traffic:
         lights = traffic.traffic_lights()
-        lines = np.stack([light.stop_line for light in lights])  # (L, 2, 2)
+        assert all(light.stop_line is not None for light in lights)
+        lines = np.stack([np.asarray(light.stop_line) for light in lights])  # (L, 2, 2)
         across = lines[:, 1] - lines[:, 0]
         forward = np.stack([across[:, 1], -across[:, 0]], axis=1)
         forward /= np.linalg.norm(forward, axis=1, keepdims=True)
@@ -413,6 +416,26 @@ def test_ego_is_placed_exactly_and_blocks_the_lane(quiet: SumoTraffic, town: Tow
     assert speeds[0] == pytest.approx(10.0, abs=0.5)
     assert min(gaps) > 0.5  # stopped behind the ego instead of driving through it
     assert speeds[-1] < 0.05
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dense_traffic_never_runs_into_a_standing_ego(town: Town, seed: int) -> None:
+    """Background vehicles inserted in the ego's first step, and all later ones, keep off it."""
+    lane = _longest_lane(town.road_map)
+    ego = SE2(*lane.interpolate(0.5 * lane.length))
+    ahead = 0.5 * EGO_LENGTH - EGO_OVERHANG
+    ego_box = np.array(
+        [ego.x + ahead * math.cos(ego.yaw), ego.y + ahead * math.sin(ego.yaw), ego.yaw,
+         EGO_LENGTH, EGO_WIDTH]
+    )  # fmt: skip
+    with _traffic(town, seed=seed, density=60.0) as traffic:
+        traffic.add_ego(ego, 0.0)
+        for _ in range(300):
+            traffic.step(ego, 0.0)
+            boxes = np.array(
+                [[a.box.x, a.box.y, a.box.yaw, a.box.length, a.box.width] for a in traffic.agents()]
+            )
+            assert not np.any(box2d_overlap(ego_box, boxes))
 
 
 def test_ego_moves_with_its_pose(quiet: SumoTraffic, town: Town) -> None:
