@@ -88,7 +88,9 @@ def run(out_dir: Path | None = None, sim_seconds: float = 30.0, seed: int = 0) -
             layout="grid", rows=4, cols=4, lanes_per_direction=2, seed=seed, name="bench"
         )
         map_path = write_town(spec, Path(tmp) / "bench.xodr")
-        lane_km = RoadMap.from_file(map_path).summary().lane_km
+        road_map = RoadMap.from_file(map_path)
+        # traffic density counts lane-km outside junctions (see TrafficConfig.density)
+        lane_km = sum(ln.length for ln in road_map.driving_lanes if not ln.in_junction) / 1000.0
         density = VEHICLES / lane_km
         results = {
             "no_sensors": _episode(map_path, density, False, sim_seconds, seed),

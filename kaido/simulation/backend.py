@@ -81,7 +81,7 @@ class Scenario:
     route_yaws: FloatArray | None = None
     route_id: str | None = None
     traffic_density: float = 15.0
-    """[vehicles/lane-km] background SUMO traffic; 0 disables it."""
+    """[vehicles/lane-km of driving lanes outside junctions] background SUMO traffic; 0: none."""
     pedestrians: float = 0.0
     """[pedestrians/km of sidewalk] SUMO persons, where the net has sidewalks."""
     seed: int = 0
