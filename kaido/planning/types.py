@@ -17,8 +17,23 @@ import numpy as np
 import numpy.typing as npt
 
 from kaido.scene.agents import EgoState
+from kaido.scene.forecast import ModeIndex, PredictedAgents, check_array
 
 FloatArray = npt.NDArray[np.float64]
+
+__all__ = [
+    "DrivableField",
+    "ModeIndex",
+    "OccupancyForecast",
+    "PlannerConfig",
+    "PlannerInput",
+    "PlannerOutput",
+    "PredictedAgents",
+    "ReferencePath",
+    "StopConstraint",
+    "StopKind",
+    "TrajIndex",
+]
 
 
 class TrajIndex(IntEnum):
@@ -35,31 +50,13 @@ class TrajIndex(IntEnum):
     """[1/m] of the path (yaw rate = speed × curvature)."""
 
 
-class ModeIndex(IntEnum):
-    """Columns of a predicted agent state ``(A, K, T, len(ModeIndex))``."""
-
-    X = 0
-    Y = 1
-    YAW = 2
-    SPEED = 3
-
-
 class StopKind(IntEnum):
     RED_LIGHT = 0
     YELLOW_LIGHT = 1
     STOP_LINE = 2
 
 
-def _array(value: Any, name: str, shape: tuple[int | None, ...], dtype: Any = np.float64) -> Any:
-    """``value`` as a read-only array of ``dtype`` whose shape matches ``shape`` (None = any)."""
-    array = np.array(value, dtype=dtype, copy=True)
-    if array.ndim != len(shape) or any(
-        want is not None and got != want for got, want in zip(array.shape, shape, strict=True)
-    ):
-        pretty = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-        raise ValueError(f"{name}: expected shape {pretty}, got {array.shape}")
-    array.setflags(write=False)
-    return array
+_array = check_array
 
 
 @dataclass(frozen=True)
@@ -124,50 +121,6 @@ class ReferencePath:
     @property
     def length(self) -> float:
         return float(self.s[-1] - self.s[0])
-
-
-@dataclass(frozen=True, eq=False)
-class PredictedAgents:
-    """Agents' predicted futures on the planner's time grid.
-
-    ``ids`` ``(A,)``, ``classes`` ``(A,)`` (``AgentClass`` values), ``sizes`` ``(A, 2)``
-    [length, width] [m], ``modes`` ``(A, K, T, len(ModeIndex))`` box-centre states,
-    ``probabilities`` ``(A, K)`` (each row sums to 1).
-    """
-
-    ids: npt.NDArray[np.int64]
-    classes: npt.NDArray[np.int64]
-    sizes: FloatArray
-    modes: FloatArray
-    probabilities: FloatArray
-
-    def __post_init__(self) -> None:
-        modes = _array(self.modes, "PredictedAgents.modes", (None, None, None, len(ModeIndex)))
-        a, k = modes.shape[:2]
-        object.__setattr__(self, "modes", modes)
-        object.__setattr__(self, "ids", _array(self.ids, "PredictedAgents.ids", (a,), np.int64))
-        object.__setattr__(
-            self, "classes", _array(self.classes, "PredictedAgents.classes", (a,), np.int64)
-        )
-        object.__setattr__(self, "sizes", _array(self.sizes, "PredictedAgents.sizes", (a, 2)))
-        probs = _array(self.probabilities, "PredictedAgents.probabilities", (a, k))
-        if a and (np.any(probs < 0) or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-6)):
-            raise ValueError("PredictedAgents.probabilities: each row must be >= 0 and sum to 1")
-        object.__setattr__(self, "probabilities", probs)
-
-    @property
-    def num_agents(self) -> int:
-        return int(self.modes.shape[0])
-
-    @classmethod
-    def empty(cls, num_points: int) -> PredictedAgents:
-        return cls(
-            ids=np.zeros(0, np.int64),
-            classes=np.zeros(0, np.int64),
-            sizes=np.zeros((0, 2)),
-            modes=np.zeros((0, 1, num_points, len(ModeIndex))),
-            probabilities=np.zeros((0, 1)),
-        )
 
 
 @dataclass(frozen=True, eq=False)
