@@ -29,9 +29,9 @@ from kaido.simulation.agents import DrivingAgent
 from kaido.simulation.backend import Backend, Observation, Scenario
 from kaido.simulation.metrics import RouteEvaluator, RouteResult, RouteStatus, results_document
 
-SECONDS_PER_METER = 0.4
-"""[s/m] route time budget per metre of route (leaderboard-style timeout)."""
-INITIAL_SECONDS = 20.0
+SECONDS_PER_METER = 0.8
+"""[s/m] route time budget per metre of route (1.25 m/s on average: room for red lights)."""
+INITIAL_SECONDS = 60.0
 """[s] fixed part of the route time budget."""
 
 
