@@ -6,8 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from kaido.settings import carla_server
+
+# Property tests draw the same examples on every run (CI included): a failure reproduces.
+settings.register_profile("kaido", derandomize=True, print_blob=True)
+settings.load_profile("kaido")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("KAIDO_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -36,7 +36,7 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 
-_BUILTIN_AGENT_MODULES = ("kaido.simulation.baseline_agent",)
+_BUILTIN_AGENT_MODULES = ("kaido.simulation.baseline_agent", "kaido.simulation.expert_agent")
 """Modules whose import registers kaido's own agents."""
 
 

@@ -1,0 +1,253 @@
+"""The privileged expert: kaido's planner fed ground truth instead of perception.
+
+Each planning cycle (``replan_period``) it builds a :class:`~kaido.planning.types.PlannerInput`
+from the world state: the route ahead of the ego as the reference path (with the offsets of the
+neighbouring lanes where a lane change is allowed), the ground-truth agents forecast by the
+lane-following predictor, the drivable area's signed distance field from the map raster, and the
+stop lines of red and yellow lights on the route; it plans, and every control step the
+trajectory controller tracks the current plan through the safety envelope. The same expert drives
+the embedded simulator to collect training data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from kaido.planning.controller import TrajectoryController
+from kaido.planning.planner import Planner, PlannerSettings
+from kaido.planning.types import (
+    DrivableField,
+    PlannerInput,
+    PlannerOutput,
+    ReferencePath,
+    StopConstraint,
+    StopKind,
+)
+from kaido.prediction.baselines import LaneFollowing, Predictor
+from kaido.scene.agents import AgentState, Control, EgoState
+from kaido.scene.frame import GroundTruth, TrafficLightColor
+from kaido.scene.raster import RasterSpec
+from kaido.scene.road_map import RoadMap
+from kaido.scene.route_planner import RoutePlan
+from kaido.scene.vehicle import VehicleProfile
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """How the expert turns ground truth into planner input."""
+
+    replan_period: float = 0.1
+    """[s] time between planning cycles (10 Hz)."""
+    reference_behind: float = 5.0
+    """[m] of route kept behind the ego in the reference path."""
+    reference_ahead: float = 150.0
+    """[m] of route ahead of the ego in the reference path."""
+    reference_extension: float = 30.0
+    """[m] the reference runs straight on past the route's end (the goal is driven through)."""
+    detection_range: float = 70.0
+    """[m] agents farther than this from the ego are ignored."""
+    raster: RasterSpec = field(
+        default_factory=lambda: RasterSpec(height=240, width=140, resolution=0.5, ego_row=200.0)
+    )
+    """Ego-centred drivable-area raster (100 m ahead, 20 m behind, ±35 m aside)."""
+    stop_for_yellow_decel: float = 3.0
+    """[m/s²] a yellow light is a stop when the ego can stop for it at this deceleration."""
+
+
+def first_crossing(path: FloatArray, a: FloatArray, b: FloatArray) -> tuple[int, float] | None:
+    """First segment ``j`` of the polyline ``path`` ``(P, 2)`` that crosses segment a→b, and the
+    parameter t in [0, 1] along it; None when none does."""
+    p, q = path[:-1], path[1:]
+    r = q - p
+    d = b - a
+    denom = r[:, 0] * d[1] - r[:, 1] * d[0]
+    ap = a - p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (ap[:, 0] * d[1] - ap[:, 1] * d[0]) / denom
+        u = (ap[:, 0] * r[:, 1] - ap[:, 1] * r[:, 0]) / denom
+    hit = (np.abs(denom) > 1e-12) & (t >= 0.0) & (t <= 1.0) & (u >= -0.05) & (u <= 1.05)
+    found = np.flatnonzero(hit)
+    if len(found) == 0:
+        return None
+    j = int(found[0])
+    return j, float(t[j])
+
+
+class PrivilegedExpert:
+    """Plans on ground truth and tracks the plan; see the module docstring."""
+
+    def __init__(
+        self,
+        road_map: RoadMap,
+        profile: VehicleProfile,
+        *,
+        settings: PlannerSettings | None = None,
+        config: ExpertConfig | None = None,
+        predictor: Predictor | None = None,
+    ) -> None:
+        self.road_map = road_map
+        self.profile = profile
+        self.config = config or ExpertConfig()
+        self.planner = Planner(profile, settings)
+        self.controller = TrajectoryController(profile)
+        self.predictor = predictor or LaneFollowing(road_map)
+        self.route: RoutePlan | None = None
+        self.output: PlannerOutput | None = None
+        self._plan_time = -math.inf
+        self._route_index = 0
+
+    def reset(self, route: RoutePlan) -> None:
+        self.route = route
+        self.output = None
+        self._plan_time = -math.inf
+        self._route_index = 0
+        self.controller.reset()
+
+    # -- planner input ------------------------------------------------------------------------
+
+    def _progress(self, ego: EgoState) -> int:
+        assert self.route is not None
+        path = self.route.path
+        lo = max(self._route_index - 5, 0)
+        hi = min(self._route_index + 60, len(path))
+        d = np.hypot(path[lo:hi, 0] - ego.pose.x, path[lo:hi, 1] - ego.pose.y)
+        self._route_index = lo + int(np.argmin(d))
+        return self._route_index
+
+    def reference(self, ego: EgoState) -> tuple[ReferencePath, int, int]:
+        """The route around the ego as a reference path, and its index range on the route."""
+        assert self.route is not None
+        route = self.route
+        k = self._progress(ego)
+        s_here = route.s[k]
+        i0 = int(np.searchsorted(route.s, s_here - self.config.reference_behind))
+        i1 = int(np.searchsorted(route.s, s_here + self.config.reference_ahead)) + 1
+        i1 = min(max(i1, i0 + 2), len(route.s))
+        i0 = min(i0, i1 - 2)
+        lanes = self.road_map.lanes
+        left = np.full(i1 - i0, np.nan)
+        right = np.full(i1 - i0, np.nan)
+        for j, lane_index in enumerate(route.lanes[i0:i1]):
+            lane = lanes[int(lane_index)]
+            width = float(np.mean(lane.widths))
+            if lane.can_change_left and lane.left_neighbor >= 0:
+                left[j] = 0.5 * (width + float(np.mean(lanes[lane.left_neighbor].widths)))
+            if lane.can_change_right and lane.right_neighbor >= 0:
+                right[j] = -0.5 * (width + float(np.mean(lanes[lane.right_neighbor].widths)))
+        path, s, limits = route.path[i0:i1], route.s[i0:i1], route.speed_limits[i0:i1]
+        if i1 == len(route.s):
+            # the route's end is a goal to drive through, not a wall: extend the reference
+            # straight on so the planner does not brake to a stop short of it
+            extra = np.arange(1.0, self.config.reference_extension + 1e-9, 1.0)
+            x, y, yaw = route.path[-1]
+            tail = np.stack(
+                [x + extra * math.cos(yaw), y + extra * math.sin(yaw), np.full_like(extra, yaw)],
+                axis=1,
+            )
+            path = np.concatenate([path, tail])
+            s = np.concatenate([s, route.s[-1] + extra])
+            limits = np.concatenate([limits, np.full_like(extra, route.speed_limits[-1])])
+            left = np.concatenate([left, np.full_like(extra, np.nan)])
+            right = np.concatenate([right, np.full_like(extra, np.nan)])
+        reference = ReferencePath(
+            path=path, s=s, speed_limits=limits, left_offsets=left, right_offsets=right
+        )
+        return reference, i0, i1
+
+    def stops(
+        self, ego: EgoState, truth: GroundTruth, i0: int, i1: int
+    ) -> tuple[StopConstraint, ...]:
+        """Stop lines of red (and stoppable yellow) lights that cross the route ahead."""
+        assert self.route is not None
+        route = self.route
+        path = route.path[i0:i1, :2]
+        s_ego = float(route.s[self._route_index])
+        v = max(ego.speed, 0.0)
+        out: list[StopConstraint] = []
+        for light in truth.traffic_lights:
+            if light.stop_line is None or light.color not in (
+                TrafficLightColor.RED,
+                TrafficLightColor.YELLOW,
+            ):
+                continue
+            a, b = np.asarray(light.stop_line, dtype=np.float64)
+            crossing = first_crossing(path, a, b)
+            if crossing is None:
+                continue
+            j, t = crossing
+            s = float(route.s[i0 + j] + t * (route.s[i0 + j + 1] - route.s[i0 + j]))
+            affected = light.affected_lane_ids
+            if (affected and int(route.lanes[i0 + j]) not in affected) or s < s_ego:
+                continue
+            gap = s - s_ego - (self.profile.length - self.profile.rear_overhang)
+            if light.color is TrafficLightColor.YELLOW and (
+                gap <= 0 or v * v / (2 * gap) > self.config.stop_for_yellow_decel
+            ):
+                continue
+            red = light.color is TrafficLightColor.RED
+            out.append(
+                StopConstraint(s=s, kind=StopKind.RED_LIGHT if red else StopKind.YELLOW_LIGHT)
+            )
+        return tuple(out)
+
+    def drivable(self, ego: EgoState) -> DrivableField:
+        """Signed distance [m] to the drivable area's edge around the ego."""
+        spec = self.config.raster
+        mask = self.road_map.rasterize(ego.pose, spec, layers=("drivable",))[0]
+        inside = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
+        outside = cv2.distanceTransform((1 - mask).astype(np.uint8), cv2.DIST_L2, 5)
+        distance = (inside - outside).astype(np.float64) * spec.resolution
+        return DrivableField(
+            distance=distance,
+            pose=ego.pose.as_array(),
+            resolution=spec.resolution,
+            origin_row=spec.origin_row,
+            origin_col=spec.origin_col,
+        )
+
+    def planner_input(self, ego: EgoState, truth: GroundTruth, timestamp_ns: int) -> PlannerInput:
+        reference, i0, i1 = self.reference(ego)
+        near: list[AgentState] = [
+            agent
+            for agent in truth.agents
+            if math.hypot(agent.box.x - ego.pose.x, agent.box.y - ego.pose.y)
+            <= self.config.detection_range
+        ]
+        times = self.planner.settings.planner.times
+        agents = self.predictor.predict(near, times)
+        return PlannerInput(
+            timestamp_ns=timestamp_ns,
+            ego=ego,
+            reference=reference,
+            agents=agents,
+            drivable=self.drivable(ego),
+            stops=self.stops(ego, truth, i0, i1),
+            ego_length=self.profile.length,
+            ego_width=self.profile.width,
+            rear_axle_to_center=self.profile.rear_axle_to_center,
+        )
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def step(
+        self, ego: EgoState, truth: GroundTruth, time_s: float, dt: float
+    ) -> tuple[Control, PlannerOutput | None]:
+        """Replan when due, then the control for this step."""
+        if self.route is None:
+            raise RuntimeError("PrivilegedExpert.step: call reset(route) first")
+        if self.output is None or time_s - self._plan_time >= self.config.replan_period - 1e-9:
+            self.output = self.planner.plan(
+                self.planner_input(ego, truth, int(round(time_s * 1e9)))
+            )
+            self._plan_time = time_s
+        control, _debug = self.controller.command(
+            ego, self.output.trajectory, time_s - self._plan_time, dt
+        )
+        return control, self.output
