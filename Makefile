@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(VENV)/bin/kaido bench raster --out $(OUT)/bench
 	$(VENV)/bin/kaido bench raycast --out $(OUT)/bench
 	$(VENV)/bin/kaido bench sim --out $(OUT)/bench
+	$(VENV)/bin/kaido bench planner --out $(OUT)/bench
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info
