@@ -54,6 +54,8 @@ class StopKind(IntEnum):
     RED_LIGHT = 0
     YELLOW_LIGHT = 1
     STOP_LINE = 2
+    YIELD = 3
+    """Give way to a road user (a pedestrian or cyclist) crossing the path there."""
 
 
 _array = check_array

@@ -4,7 +4,8 @@ Each planning cycle (``replan_period``) it builds a :class:`~kaido.planning.type
 from the world state: the route ahead of the ego as the reference path (with the offsets of the
 neighbouring lanes where a lane change is allowed), the ground-truth agents forecast by the
 lane-following predictor, the drivable area's signed distance field from the map raster, and the
-stop lines of red and yellow lights on the route; it plans, and every control step the
+stop lines of red and yellow lights on the route, and a yield stop in front of each pedestrian or
+cyclist about to cross the ego's path; it plans, and every control step the
 trajectory controller tracks the current plan through the safety envelope. The same expert drives
 the embedded simulator to collect training data.
 """
@@ -29,7 +30,7 @@ from kaido.planning.types import (
     StopKind,
 )
 from kaido.prediction.baselines import LaneFollowing, Predictor
-from kaido.scene.agents import AgentState, Control, EgoState
+from kaido.scene.agents import AgentClass, AgentState, Control, EgoState
 from kaido.scene.frame import GroundTruth, TrafficLightColor
 from kaido.scene.raster import RasterSpec
 from kaido.scene.road_map import RoadMap
@@ -59,6 +60,23 @@ class ExpertConfig:
     """Ego-centred drivable-area raster (100 m ahead, 20 m behind, ±35 m aside)."""
     stop_for_yellow_decel: float = 3.0
     """[m/s²] a yellow light is a stop when the ego can stop for it at this deceleration."""
+    yield_horizon: float = 4.0
+    """[s] a pedestrian or cyclist whose constant-velocity path enters the ego's corridor within
+    this time is yielded to (the planner's nuPlan-style at-fault rules would let the ego pass
+    one that walks into its side)."""
+    yield_clearance: float = 1.0
+    """[m] the corridor is the ego's half width plus the road user's half size plus this."""
+    yield_gap: float = 2.0
+    """[m] the yield stop is this far before the road user's position along the route."""
+    yield_decel: float = 3.5
+    """[m/s²] a yield stop is set only when the ego can still stop for it at this deceleration
+    (otherwise the planner's collision terms alone keep it clear)."""
+
+    def __post_init__(self) -> None:
+        for name in ("yield_horizon", "yield_clearance", "yield_gap", "yield_decel"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"ExpertConfig.{name} must be finite and >= 0, got {value}")
 
 
 def first_crossing(path: FloatArray, a: FloatArray, b: FloatArray) -> tuple[int, float] | None:
@@ -197,6 +215,56 @@ class PrivilegedExpert:
             )
         return tuple(out)
 
+    def yields(
+        self, ego: EgoState, truth: GroundTruth, i0: int, i1: int
+    ) -> tuple[StopConstraint, ...]:
+        """Yield stops before the pedestrians and cyclists about to cross the route ahead.
+
+        Each one is placed on the route (arc length ``s``, left offset ``d``) and moved at
+        constant velocity over ``yield_horizon``; when its offset comes within the corridor
+        (ego half width + its half size + ``yield_clearance``) ahead of the ego's front bumper,
+        a stop ``yield_gap`` before it is added, if the ego can still stop at ``yield_decel``.
+        """
+        assert self.route is not None
+        cfg = self.config
+        route = self.route
+        path = route.path[i0:i1]
+        s_ego = float(route.s[self._route_index])
+        front = s_ego + self.profile.length - self.profile.rear_overhang
+        v = max(ego.speed, 0.0)
+        steps = np.arange(0.0, cfg.yield_horizon + 1e-9, 0.1)
+        out: list[StopConstraint] = []
+        for agent in truth.agents:
+            if agent.agent_class not in (AgentClass.PEDESTRIAN, AgentClass.CYCLIST):
+                continue
+            if math.hypot(agent.box.x - ego.pose.x, agent.box.y - ego.pose.y) > (
+                cfg.detection_range
+            ):
+                continue
+            k = int(np.argmin(np.hypot(path[:, 0] - agent.box.x, path[:, 1] - agent.box.y)))
+            yaw = float(path[k, 2])
+            dx, dy = agent.box.x - path[k, 0], agent.box.y - path[k, 1]
+            s = float(route.s[i0 + k]) + dx * math.cos(yaw) + dy * math.sin(yaw)
+            d = -dx * math.sin(yaw) + dy * math.cos(yaw)
+            vx, vy = agent.velocity
+            v_s = vx * math.cos(yaw) + vy * math.sin(yaw)
+            v_d = -vx * math.sin(yaw) + vy * math.cos(yaw)
+            corridor = (
+                0.5 * self.profile.width
+                + 0.5 * max(agent.box.length, agent.box.width)
+                + cfg.yield_clearance
+            )
+            inside = np.abs(d + v_d * steps) < corridor
+            if not inside.any():
+                continue
+            s_cross = s + v_s * float(steps[int(np.argmax(inside))])
+            stop = min(s, s_cross) - cfg.yield_gap
+            gap = stop - front
+            if gap <= 0 or v * v / (2 * gap) > cfg.yield_decel:
+                continue
+            out.append(StopConstraint(s=stop, kind=StopKind.YIELD))
+        return tuple(out)
+
     def drivable(self, ego: EgoState) -> DrivableField:
         """Signed distance [m] to the drivable area's edge around the ego."""
         spec = self.config.raster
@@ -228,7 +296,7 @@ class PrivilegedExpert:
             reference=reference,
             agents=agents,
             drivable=self.drivable(ego),
-            stops=self.stops(ego, truth, i0, i1),
+            stops=self.stops(ego, truth, i0, i1) + self.yields(ego, truth, i0, i1),
             ego_length=self.profile.length,
             ego_width=self.profile.width,
             rear_axle_to_center=self.profile.rear_axle_to_center,

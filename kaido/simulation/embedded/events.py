@@ -3,6 +3,10 @@
 Each :class:`~kaido.simulation.backend.ScenarioEvent` fires once, when the ego's progress along
 the route passes its ``trigger_s``; its actor is placed ``distance`` metres further along the
 route, through the SUMO traffic primitives, so background traffic reacts to it as well.
+
+Parameters read here beyond :class:`~kaido.simulation.backend.EventKind`'s: a ``STOPPED_VEHICLE``
+with ``beside`` > 0 also stops a second vehicle alongside it in the neighbouring lane (the left
+one where there is one), so the ego cannot pass it.
 """
 
 from __future__ import annotations
@@ -117,7 +121,30 @@ class EventRunner:
         if event.kind is EventKind.STOPPED_VEHICLE:
             actor = traffic.spawn_vehicle(self._pose_ahead(s), 0.0, lane_hint=self._lane_at(s))
             traffic.hold_vehicle(actor)
-            return FiredEvent(event, time_s, f"stopped vehicle {event.distance:.0f} m ahead", actor)
+            message = f"stopped vehicle {event.distance:.0f} m ahead"
+            if float(params.get("beside", 0.0)) > 0.0:
+                # a second stopped vehicle alongside, in the neighbouring lane (left first)
+                lane = self.road_map.lanes[self._lane_at(s)]
+                side = -1 if lane.left_neighbor >= 0 else (1 if lane.right_neighbor >= 0 else 0)
+                if side == 0:
+                    return FiredEvent(
+                        event, time_s, f"{message}; none beside: the lane has no neighbour", actor
+                    )
+                neighbour = lane.left_neighbor if side < 0 else lane.right_neighbor
+                lateral = (
+                    -side
+                    * 0.5
+                    * (
+                        float(np.mean(lane.widths))
+                        + float(np.mean(self.road_map.lanes[neighbour].widths))
+                    )
+                )
+                beside = traffic.spawn_vehicle(
+                    self._pose_ahead(s, lateral), 0.0, lane_hint=neighbour
+                )
+                traffic.hold_vehicle(beside)
+                message += f", another beside it on the {'left' if side < 0 else 'right'}"
+            return FiredEvent(event, time_s, message, actor)
         if event.kind is EventKind.LEAD_BRAKE:
             speed = float(params.get("speed", max(ego_speed, 5.0)))
             actor = traffic.spawn_vehicle(self._pose_ahead(s), speed, lane_hint=self._lane_at(s))
