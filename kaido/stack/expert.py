@@ -51,7 +51,8 @@ class ExpertConfig:
     reference_ahead: float = 150.0
     """[m] of route ahead of the ego in the reference path."""
     reference_extension: float = 30.0
-    """[m] the reference runs straight on past the route's end (the goal is driven through)."""
+    """[m] the reference runs on along the road past the route's end (the goal is driven
+    through, see ``PrivilegedExpert._extension``)."""
     detection_range: float = 70.0
     """[m] agents farther than this from the ego are ignored."""
     raster: RasterSpec = field(
@@ -163,21 +164,56 @@ class PrivilegedExpert:
         if i1 == len(route.s):
             # the route's end is a goal to drive through, not a wall: extend the reference
             # straight on so the planner does not brake to a stop short of it
-            extra = np.arange(1.0, self.config.reference_extension + 1e-9, 1.0)
-            x, y, yaw = route.path[-1]
-            tail = np.stack(
-                [x + extra * math.cos(yaw), y + extra * math.sin(yaw), np.full_like(extra, yaw)],
-                axis=1,
-            )
-            path = np.concatenate([path, tail])
-            s = np.concatenate([s, route.s[-1] + extra])
-            limits = np.concatenate([limits, np.full_like(extra, route.speed_limits[-1])])
-            left = np.concatenate([left, np.full_like(extra, np.nan)])
-            right = np.concatenate([right, np.full_like(extra, np.nan)])
+            tail = self._extension()
+            if len(tail):
+                joined = np.vstack([path[-1:, :2], tail[:, :2]])
+                steps = np.linalg.norm(np.diff(joined, axis=0), axis=1)
+                extra = route.s[-1] + np.cumsum(np.maximum(steps, 1e-3))
+                path = np.concatenate([path, tail])
+                s = np.concatenate([s, extra])
+                limits = np.concatenate([limits, np.full(len(tail), route.speed_limits[-1])])
+                left = np.concatenate([left, np.full(len(tail), np.nan)])
+                right = np.concatenate([right, np.full(len(tail), np.nan)])
         reference = ReferencePath(
             path=path, s=s, speed_limits=limits, left_offsets=left, right_offsets=right
         )
         return reference, i0, i1
+
+    def _extension(self) -> FloatArray:
+        """``(M, 3)`` [x, y, yaw] of the lanes that follow the route's end, ``reference_extension``
+        metres of them, along the straightest successor at each lane end (empty at a dead end).
+
+        The route's end is a goal to drive through, not a wall: with the reference running on
+        along the road (not straight on, which can leave the road at a bend), the planner does
+        not brake to a stop short of it.
+        """
+        assert self.route is not None
+        lanes = self.road_map.lanes
+        lane = lanes[int(self.route.lanes[-1])]
+        end = self.route.path[-1]
+        nearest = np.hypot(lane.centerline[:, 0] - end[0], lane.centerline[:, 1] - end[1])
+        start = float(lane.s[int(np.argmin(nearest))])
+        pieces: list[FloatArray] = []
+        total = 0.0
+        while total < self.config.reference_extension:
+            ahead = np.arange(start + 1.0, lane.length + 1e-9, 1.0)
+            if len(ahead):
+                pieces.append(lane.interpolate(ahead))
+                total += float(ahead[-1] - start)
+            if not lane.successors:
+                break
+            # keep the 1 m spacing across the lane boundary
+            last = float(ahead[-1]) if len(ahead) else start
+            heading = float(lane.headings[-1])
+            length = lane.length
+            lane = min(
+                (lanes[i] for i in lane.successors),
+                key=lambda nxt: abs(math.remainder(float(nxt.headings[-1]) - heading, math.tau)),
+            )
+            start = last - length
+        if not pieces:
+            return np.zeros((0, 3))
+        return np.concatenate(pieces)[: int(self.config.reference_extension)]
 
     def stops(
         self, ego: EgoState, truth: GroundTruth, i0: int, i1: int
