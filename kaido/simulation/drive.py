@@ -29,7 +29,7 @@ class DriveOptions:
 
     out_dir: Path
     backend: str = "embedded"
-    agent: str = "baseline"
+    agent: str = "expert"
     map_path: Path | None = None
     """OpenDRIVE map; None generates a town from ``seed`` into ``out_dir/town.xodr``."""
     routes: Path | None = None

@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     drive_parser = sub.add_parser("drive", help="drive one closed-loop episode")
     drive_parser.add_argument("--backend", choices=("embedded",), default="embedded")
-    drive_parser.add_argument("--agent", default="baseline", help="driving agent (registry name)")
+    drive_parser.add_argument("--agent", default="expert", help="driving agent: expert, baseline")
     drive_parser.add_argument("--map", help="OpenDRIVE .xodr (default: a generated town)")
     drive_parser.add_argument("--routes", help="CARLA leaderboard route file")
     drive_parser.add_argument("--route-id", help="route id in --routes")
