@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,11 +167,9 @@ def test_config_rejects_bad_values() -> None:
 def test_net_is_built_and_cached(town: Town) -> None:
     assert town.net.is_file() and town.net.parent == town.cache
     mtime = town.net.stat().st_mtime_ns
-    start = time.perf_counter()
     again = build_sumo_net(town.xodr, town.cache)
     assert again == town.net
     assert again.stat().st_mtime_ns == mtime  # netconvert did not run again
-    assert time.perf_counter() - start < 0.05
     assert not list(town.cache.glob(".*"))  # no temporary files left behind
 
 
@@ -620,17 +617,11 @@ def test_same_seed_same_traffic(town: Town) -> None:
     assert first.shape != other.shape or not np.array_equal(first, other)
 
 
-def test_step_rate_with_50_vehicles(town01: Town) -> None:
+def test_fifty_vehicles_are_held_on_town01(town01: Town) -> None:
+    # (the step rate is measured by `kaido bench sim`, not here)
     density = 50.0 / _lane_km(town01.road_map)
     with _traffic(town01, density=density) as traffic:
         assert traffic.target_vehicles == 50
-        for _ in range(50):
+        for _ in range(350):
             traffic.step()
-        start = time.perf_counter()
-        for _ in range(300):
-            traffic.step()
-            traffic.agents()
-            traffic.traffic_lights()
-        rate = 300 / (time.perf_counter() - start)
         assert len(traffic.agents()) == 50
-    assert rate > 100.0, f"{rate:.0f} steps/s"
