@@ -36,7 +36,11 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 
-_BUILTIN_AGENT_MODULES = ("kaido.simulation.baseline_agent", "kaido.simulation.expert_agent")
+_BUILTIN_AGENT_MODULES = (
+    "kaido.simulation.baseline_agent",
+    "kaido.simulation.expert_agent",
+    "kaido.simulation.learned_agent",
+)
 """Modules whose import registers kaido's own agents."""
 
 

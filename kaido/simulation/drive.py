@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,8 @@ class DriveOptions:
     video: bool = True
     mcap: bool = True
     extra: dict[str, str] = field(default_factory=dict)
+    agent_options: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the agent (e.g. ``checkpoint`` for ``learned``)."""
 
 
 def parse_event(text: str) -> ScenarioEvent:
@@ -122,7 +125,12 @@ def drive(options: DriveOptions) -> EpisodeResult:
     options.out_dir.mkdir(parents=True, exist_ok=True)
     scenario = build_scenario(options)
     vehicle = load_vehicle_profile(options.vehicle)
-    agent = make_agent(options.agent)
+    agent_options = dict(options.agent_options)
+    if options.agent == "learned":
+        if not options.sensors:
+            raise ValueError("agent 'learned' drives from sensors: drop --no-sensors")
+        agent_options.setdefault("rig", options.rig)
+    agent = make_agent(options.agent, **agent_options)
     backend = make_backend(options)
     with backend:
         return run_episode(

@@ -118,6 +118,7 @@ def _cmd_drive(args: argparse.Namespace) -> int:
         events=tuple(args.event or ()),
         progress=not args.quiet,
         video=not args.no_video,
+        agent_options={"checkpoint": Path(args.checkpoint)} if args.checkpoint else {},
     )
     episode = drive(options)
     r = episode.result
@@ -196,7 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     drive_parser = sub.add_parser("drive", help="drive one closed-loop episode")
     drive_parser.add_argument("--backend", choices=("embedded",), default="embedded")
-    drive_parser.add_argument("--agent", default="expert", help="driving agent: expert, baseline")
+    drive_parser.add_argument(
+        "--agent", default="expert", help="driving agent: expert, learned, baseline"
+    )
+    drive_parser.add_argument(
+        "--checkpoint", help="learned agent: checkpoint (default: the shipped tiny model)"
+    )
     drive_parser.add_argument("--map", help="OpenDRIVE .xodr (default: a generated town)")
     drive_parser.add_argument("--routes", help="CARLA leaderboard route file")
     drive_parser.add_argument("--route-id", help="route id in --routes")
@@ -217,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", help="benchmark name (benchmarks/bench_NAME.py)")
     bench.add_argument("--out", default="out/bench", help="folder for NAME.json")
     bench.set_defaults(func=_cmd_bench)
+
+    from kaido.tools import cmd_data, cmd_model, cmd_train
+
+    cmd_data.register(sub)
+    cmd_train.register(sub)
+    cmd_model.register(sub)
     return parser
 
 
