@@ -28,6 +28,7 @@ colour of a light except through the model.
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
@@ -79,7 +80,7 @@ class LearnedConfig:
 
     replan_period: float = 0.1
     """[s] between planning cycles."""
-    rescore_top_k: int = 8
+    rescore_top_k: int = 4
     """Best planner candidates re-scored by world-model imagination (0: off)."""
     imagination_weight: float = 4.0
     """Score factor ``exp(-weight * overlap)``, overlap = mean imagined occupancy probability
@@ -264,6 +265,10 @@ class LearnedStack:
         self._plan_time = -math.inf
         self._rng = np.random.default_rng(self.config.lidar_seed)
         self._next_id = 0
+        self.timings: dict[str, float] = {}
+        """[ms] per stage of the last planning cycle: inputs, perception (encoders, fusion,
+        backbone), prediction (detection decoding, forecasts, prior, light), world_model
+        (imagined occupancy and re-scoring), planning, control."""
 
     @property
     def route(self) -> RoutePlan | None:
@@ -425,16 +430,24 @@ class LearnedStack:
             return ()
         return (replace(best[1], color=_LIGHT_TO_COLOR[light]),)
 
+    def _lap(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + 1e3 * (now - since)
+        return now
+
     def perceive(
         self, frame: Frame, time_s: float, map_lights: tuple[TrafficLightState, ...] = ()
     ) -> tuple[Perception, Any]:
         """Run the model on ``frame``; ``(Perception, backbone state)``."""
         ego = frame.ego
         pose = ego.pose.as_array()
+        clock = time.perf_counter()
         batch = self.batch(frame, time_s)
+        clock = self._lap("inputs", clock)
         with torch.no_grad():
             fused, state = self.model.encode(batch, self._memory)
-            outputs = self.model._heads(batch, fused, state)
+            clock = self._lap("perception", clock)
+            outputs = self.model._heads(batch, fused, state, segmentation=False)
         self._memory = outputs["memory"]
         timestamp_ns = int(round(time_s * 1e9))
         agents, predicted = self._predicted(pose, outputs, timestamp_ns)
@@ -446,6 +459,7 @@ class LearnedStack:
         prior = np.empty_like(prior_local)
         prior[:, :2] = _to_world(pose, prior_local[:, :2])
         prior[:, 2] = wrap_angle(prior_local[:, 2] + pose[2])
+        clock = self._lap("prediction", clock)
         occupancy = None
         if self.config.occupancy_forecast:
             speeds = np.concatenate(
@@ -463,6 +477,7 @@ class LearnedStack:
                     state, torch.from_numpy(actions[:steps].astype(np.float32))[None]
                 )
             occupancy = self._occupancy(pose, logits[0])
+        self._lap("world_model", clock)
         perception = Perception(
             agents=agents, predicted=predicted, light=light, prior=prior, occupancy=occupancy
         )
@@ -554,15 +569,21 @@ class LearnedStack:
         ego = frame.ego
         self._history.append((time_s, ego.pose.as_array()))
         if self.output is None or time_s - self._plan_time >= self.config.replan_period - 1e-9:
+            self.timings = {}
             perception, state = self.perceive(frame, time_s, map_lights)
+            clock = time.perf_counter()
             timestamp_ns = int(round(time_s * 1e9))
             inp = self.planner_input(ego, perception, map_lights, timestamp_ns)
             output = self.core.planner.plan(inp)
+            clock = self._lap("planning", clock)
             self.output = self._rescore(output, state, ego)
+            self._lap("world_model", clock)
             self._plan_time = time_s
+        clock = time.perf_counter()
         control, _debug = self.core.controller.command(
             ego, self.output.trajectory, time_s - self._plan_time, dt
         )
+        self._lap("control", clock)
         return control, self.output
 
 

@@ -119,6 +119,7 @@ def _cmd_drive(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         video=not args.no_video,
         agent_options={"checkpoint": Path(args.checkpoint)} if args.checkpoint else {},
+        **({"rig": Path(args.rig)} if args.rig else {}),
     )
     episode = drive(options)
     r = episode.result
@@ -214,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--event", action="append", help="scripted event KIND@S[:DISTANCE], e.g. lead_brake@60"
     )
     drive_parser.add_argument("--no-sensors", action="store_true", help="ground truth only")
+    drive_parser.add_argument(
+        "--rig", help="sensor rig YAML (default: configs/sensors/default.yaml)"
+    )
     drive_parser.add_argument("--no-video", action="store_true", help="skip bev.mp4")
     drive_parser.add_argument("--quiet", action="store_true", help="no progress bar")
     drive_parser.add_argument("--out", default="out/drive", help="output folder")

@@ -479,7 +479,11 @@ class KaidoModel(nn.Module):
         return self._heads(batch, fused, state)
 
     def _heads(
-        self, batch: Mapping[str, Tensor], fused: Tensor, state: BackboneOutput
+        self,
+        batch: Mapping[str, Tensor],
+        fused: Tensor,
+        state: BackboneOutput,
+        segmentation: bool = True,
     ) -> dict[str, Tensor]:
         cfg = self.cfg
         bev = self.neck(fused, state.tokens)
@@ -487,9 +491,10 @@ class KaidoModel(nn.Module):
         out: dict[str, Tensor] = {
             "detection_heatmap": detection.heatmap,
             "detection_regression": detection.regression,
-            "segmentation": self.segmentation(bev),
             "memory": state.memory,
         }
+        if segmentation:
+            out["segmentation"] = self.segmentation(bev)
         if "actions" in batch:
             actions = batch["actions"].float()[:, : cfg.world_model.steps]
             out["occupancy"] = self.world_model(state, actions)

@@ -44,6 +44,7 @@ CONTRACT = {
     "box_mask": ("bool", (64,)),
     "agent_future": ("float32", (64, 16, 2)),
     "agent_future_mask": ("bool", (64, 16)),
+    "traffic_light": ("int64", ()),
     "bev_semantics": ("uint8", (4, 64, 64)),
     "occupancy_future": ("uint8", (6, 64, 64)),
 }
@@ -70,6 +71,14 @@ def test_named_indices_follow_the_contract() -> None:
     ]
     assert [e.name for e in BevClass] == ["DRIVABLE", "LANE_DIVIDER", "VEHICLE", "PEDESTRIAN"]
     assert PAD_CLASS == -1
+    from kaido.logs.sample import TrafficLightClass
+
+    assert [(e.name, e.value) for e in TrafficLightClass] == [
+        ("NONE", 0),
+        ("GREEN", 1),
+        ("YELLOW", 2),
+        ("RED", 3),
+    ]
 
 
 def test_shapes_follow_the_spec() -> None:
