@@ -4,10 +4,13 @@ Scene: a straight three-lane road, the ego at 10 m/s in the middle lane, 64 agen
 ego's road and on cross streets) with 6 predicted modes each, 2048 candidates × 81 points
 (8 s at 10 Hz). The kernel cycle is ``generate_candidates`` + ``score_candidates``; the
 reference cycle is the same pipeline with the project's own NumPy references in place of
-every Numba kernel (``generate_candidates_reference``; ``score_candidates`` with the
-collision, TTC, path-projection, footprint and comfort references). Also reported: the
-first-call compile time, with the on-disk Numba cache (this process) and without it (a fresh
-process with an empty ``NUMBA_CACHE_DIR``). Prints a table and writes ``planner.json``.
+every Numba kernel (``generate_candidates_reference``; ``score_candidates`` with
+``costs.REFERENCE_KERNELS``: the per-candidate terms, interaction (collision and TTC),
+mode-state and footprint references). Also reported: the median of each stage (candidate
+generation and its rollout; scoring and its per-candidate terms, interactions and the rest),
+timed in separate instrumented cycles, and the first-call compile time, with the on-disk Numba
+cache (this process) and without it (a fresh process with an empty ``NUMBA_CACHE_DIR``).
+Prints a table and writes ``planner.json``.
 
 Usage: ``kaido bench planner [--out DIR]`` or ``python -m benchmarks.bench_planner``.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -31,7 +35,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from kaido.planning import costs
+from kaido.planning import candidates, costs
 from kaido.planning.candidates import (
     CandidateConfig,
     generate_candidates,
@@ -102,46 +106,45 @@ def scene(seed: int = 0) -> tuple[PlannerInput, CandidateConfig]:
     return inp, config
 
 
-def _reference_cost_kernels(planner: PlannerConfig, config: CostConfig) -> SimpleNamespace:
-    """``cost_kernels``' functions replaced by the NumPy references (argument conventions
-    adapted: full agent sizes, angles instead of cosines)."""
-
-    def collision(ego: Any, lateral: Any, states: Any, half: Any, weights: Any, length: float,
-                  width: float, rear: float, stopped: float, cos_behind: float, steps: int,
-                  _cell: float) -> Any:  # fmt: skip
-        return costs.collision_reference(
-            ego, lateral, states, 2.0 * half, weights, length, width, rear, stopped,
-            math.acos(cos_behind), steps,
-        )  # fmt: skip
-
-    def ttc(ego: Any, states: Any, half: Any, weights: Any, length: float, width: float,
-            rear: float, stopped: float, cos_behind: float, steps: int, times: Any,
-            _cell: float) -> Any:  # fmt: skip
-        return costs.ttc_reference(
-            ego, states, 2.0 * half, weights, length, width, rear, stopped,
-            math.acos(cos_behind), steps, times,
-        )  # fmt: skip
-
-    def comfort(candidates: Any, _index: Any, _coef: Any) -> Any:
-        return costs.comfort_metrics(candidates, planner.dt, config.comfort_window)
-
-    return SimpleNamespace(
-        collision_kernel=collision,
-        ttc_kernel=ttc,
-        comfort_kernel=comfort,
-        path_projection_kernel=costs.path_projection_reference,
-        footprint_sample_kernel=costs.footprint_sample_reference,
-    )
-
-
 @contextlib.contextmanager
-def _numpy_scoring(planner: PlannerConfig, config: CostConfig) -> Iterator[None]:
+def _numpy_scoring() -> Iterator[None]:
     saved = costs.cost_kernels
-    costs.cost_kernels = _reference_cost_kernels(planner, config)  # type: ignore[assignment]
+    costs.cost_kernels = costs.REFERENCE_KERNELS  # type: ignore[assignment]
     try:
         yield
     finally:
         costs.cost_kernels = saved
+
+
+@contextlib.contextmanager
+def _stage_timers(spent: dict[str, list[float]]) -> Iterator[None]:
+    """Time the kernels behind the stages (appending [ms] to ``spent[name]``)."""
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            t0 = time.perf_counter()
+            out = fn(*args)
+            spent.setdefault(name, []).append(1e3 * (time.perf_counter() - t0))
+            return out
+
+        return call
+
+    saved_costs = costs.cost_kernels
+    saved_impl = candidates._KERNELS
+    costs.cost_kernels = SimpleNamespace(  # type: ignore[assignment]
+        candidate_terms_kernel=timed("terms", saved_costs.candidate_terms_kernel),
+        interaction_kernel=timed("interactions", saved_costs.interaction_kernel),
+        mode_box_states_kernel=saved_costs.mode_box_states_kernel,
+        footprint_sample_kernel=saved_costs.footprint_sample_kernel,
+    )
+    candidates._KERNELS = dataclasses.replace(
+        saved_impl, rollout=timed("rollout", saved_impl.rollout)
+    )
+    try:
+        yield
+    finally:
+        costs.cost_kernels = saved_costs
+        candidates._KERNELS = saved_impl
 
 
 def _time(fn: Callable[[], Any], repeats: int) -> list[float]:
@@ -184,13 +187,13 @@ def run(
     inp, cand_config = scene()
 
     def kernel_cycle() -> Any:
-        candidates, _ = generate_candidates(inp, profile, planner, cand_config)
-        return score_candidates(candidates, inp, profile, planner, cost_config)
+        trajectories, _ = generate_candidates(inp, profile, planner, cand_config)
+        return score_candidates(trajectories, inp, profile, planner, cost_config)
 
     def reference_cycle() -> Any:
-        candidates, _ = generate_candidates_reference(inp, profile, planner, cand_config)
-        with _numpy_scoring(planner, cost_config):
-            return score_candidates(candidates, inp, profile, planner, cost_config)
+        trajectories, _ = generate_candidates_reference(inp, profile, planner, cand_config)
+        with _numpy_scoring():
+            return score_candidates(trajectories, inp, profile, planner, cost_config)
 
     t0 = time.perf_counter()
     scored = kernel_cycle()
@@ -198,18 +201,38 @@ def run(
     n = len(scored.scores)
     kernel_ms = _time(kernel_cycle, repeats)
     cand_ms = _time(lambda: generate_candidates(inp, profile, planner, cand_config), repeats)
-    reference_ms = _time(reference_cycle, reference_repeats)
-    reference_scores = reference_cycle().scores
+    trajectories, _ = generate_candidates(inp, profile, planner, cand_config)
+    score_ms = _time(
+        lambda: score_candidates(trajectories, inp, profile, planner, cost_config), repeats
+    )
+    spent: dict[str, list[float]] = {}
+    with _stage_timers(spent):
+        _time(kernel_cycle, repeats)
+    stages = {
+        "candidates": float(np.median(cand_ms)),
+        "rollout": float(np.median(spent["rollout"])),
+        "scoring": float(np.median(score_ms)),
+        "terms": float(np.median(spent["terms"])),
+        "interactions": float(np.median(spent["interactions"])),
+    }
+    stages["scoring_rest"] = stages["scoring"] - stages["terms"] - stages["interactions"]
+    reference_ms: list[float] = []
+    reference_scores = np.zeros(n)
+    for _ in range(reference_repeats):
+        t0 = time.perf_counter()
+        reference_scores = reference_cycle().scores
+        reference_ms.append(1e3 * (time.perf_counter() - t0))
     agree = float(np.mean(np.isclose(reference_scores, scored.scores, atol=1e-6)))
     cold_s = _cold_compile_s()
     kernel_median = float(np.median(kernel_ms))
-    report = {
+    report: dict[str, Any] = {
         "benchmark": "planner",
         "kernel": {
             "median_ms": kernel_median,
             "p90_ms": float(np.percentile(kernel_ms, 90)),
-            "candidates_median_ms": float(np.median(cand_ms)),
-            "scoring_median_ms": kernel_median - float(np.median(cand_ms)),
+            "candidates_median_ms": stages["candidates"],
+            "scoring_median_ms": stages["scoring"],
+            "stages_median_ms": stages,
         },
         "reference": {"median_ms": float(np.median(reference_ms))},
         "ratio_vs_reference": float(np.median(reference_ms)) / kernel_median,
@@ -221,6 +244,7 @@ def run(
             "agents": AGENTS,
             "modes": MODES,
             "points": planner.num_points,
+            "repeats": repeats,
             "numba_threads": numba.get_num_threads(),
             "cpu_count": os.cpu_count(),
         },
@@ -229,11 +253,12 @@ def run(
     print(f"{'cycle':<10} {'median_ms':>10} {'p90_ms':>9}")
     print(f"{'kernel':<10} {kernel_median:>10.2f} {report['kernel']['p90_ms']:>9.2f}")
     print(f"{'reference':<10} {report['reference']['median_ms']:>10.1f} {'':>9}")
+    print(f"{'stage':<14} {'median_ms':>10}")
+    for name, value in stages.items():
+        print(f"{name:<14} {value:>10.2f}")
     print(
         f"{n} candidates x {AGENTS} agents x {MODES} modes x {planner.num_points} points: "
-        f"ratio {report['ratio_vs_reference']:.0f}x; candidates "
-        f"{report['kernel']['candidates_median_ms']:.2f} ms, scoring "
-        f"{report['kernel']['scoring_median_ms']:.2f} ms; first call {first_call_cached_s:.2f} s "
+        f"ratio {report['ratio_vs_reference']:.0f}x; first call {first_call_cached_s:.2f} s "
         f"(cache) / {cold_s:.2f} s (empty cache); scores agree {100 * agree:.1f} %"
     )
     if out_dir is not None:

@@ -21,6 +21,11 @@ operation by operation):
   step, after ``ds = v² / (2 |a|)``, and the step's acceleration is reported as ``-v / dt``, so a
   profile's acceleration column is always the exact finite difference of its speed.
 * **Lateral profiles** are quintic Hermite transitions in ``s`` (see :class:`LateralIndex`).
+* **Rollout arithmetic.** :func:`rollout_kernel` advances a block of :data:`LANES` candidates
+  together, so that the compiler vectorises the step over them: the branches are selects and
+  ``sin``, ``cos``, ``tan`` and ``atan`` are the branch-free Cephes polynomials of
+  :func:`sincos` and :func:`arctan` (within a few units in the last place of the C library's);
+  segment parameters multiply by precomputed reciprocals of the grid segments' squared lengths.
 """
 
 from __future__ import annotations
@@ -194,6 +199,183 @@ _PROFILEINDEX_LEN = len(ProfileIndex)
 _AGENTPATHINDEX_LEN = len(AgentPathIndex)
 _TRAJINDEX_LEN = len(TrajIndex)
 
+LANES = 32
+"""Candidates advanced together by :func:`rollout_kernel` (a speed knob; results do not change)."""
+
+
+# -- branch-free elementary functions (Cephes), so that loops over candidates vectorise ----------
+
+_FOUR_OVER_PI = 1.27323954473516268615
+_DP1 = 7.85398125648498535156e-1  # pi / 4 in three parts (Cephes sin.c)
+_DP2 = 3.77489470793079817668e-8
+_DP3 = 2.69515142907905952645e-15
+_TAN_3PI_8 = 2.41421356237309504880
+_MOREBITS = 6.123233995736765886130e-17
+_HALF_PI = 0.5 * math.pi
+_QUARTER_PI = 0.25 * math.pi
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _sin_series(z: float, zz: float) -> float:
+    """sin(z) for |z| <= pi/4 (``zz = z²``)."""
+    p = 1.58962301576546568060e-10 * zz - 2.50507477628578072866e-8
+    p = p * zz + 2.75573136213857245213e-6
+    p = p * zz - 1.98412698295895385996e-4
+    p = p * zz + 8.33333333332211858878e-3
+    p = p * zz - 1.66666666666666307295e-1
+    return z + z * zz * p
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _cos_series(zz: float) -> float:
+    """cos(z) for |z| <= pi/4 (``zz = z²``)."""
+    p = -1.13585365213876817300e-11 * zz + 2.08757008419747316778e-9
+    p = p * zz - 2.75573141792967388112e-7
+    p = p * zz + 2.48015872888517045348e-5
+    p = p * zz - 1.38888888888730564116e-3
+    p = p * zz + 4.16666666666665929218e-2
+    return 1.0 - 0.5 * zz + zz * zz * p
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def sincos(x: float) -> tuple[float, float]:
+    """``(sin x, cos x)`` without branches (Cephes: reduction by pi/4 in three parts, then a
+    polynomial); within a few ulp of ``math.sin``/``math.cos`` for ``|x| < 1e6``."""
+    ax = abs(x)
+    y = float(np.floor(ax * _FOUR_OVER_PI))
+    y += y - 2.0 * float(np.floor(0.5 * y))  # odd octants round up: y in {0, 2, 4, 6, ...}
+    octant = y - 8.0 * float(np.floor(0.125 * y))
+    z = ((ax - y * _DP1) - y * _DP2) - y * _DP3
+    zz = z * z
+    sz = _sin_series(z, zz)
+    cz = _cos_series(zz)
+    swap = (octant == 2.0) | (octant == 6.0)
+    s = cz if swap else sz
+    c = sz if swap else cz
+    s = -s if (octant >= 4.0) ^ (x < 0.0) else s
+    c = -c if (octant == 2.0) | (octant == 4.0) else c
+    return s, c
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def arctan(x: float) -> float:
+    """``atan x`` without branches (Cephes atan.c); within a few ulp of ``math.atan``."""
+    ax = abs(x)
+    big = ax > _TAN_3PI_8
+    mid = (ax > 0.66) & (ax <= _TAN_3PI_8)
+    num = -1.0 if big else (ax - 1.0 if mid else ax)
+    den = ax if big else (ax + 1.0 if mid else 1.0)
+    r = num / den
+    base = _HALF_PI if big else (_QUARTER_PI if mid else 0.0)
+    extra = _MOREBITS if big else (0.5 * _MOREBITS if mid else 0.0)
+    zz = r * r
+    p = -8.750608600031904122785e-1 * zz - 1.615753718733365076637e1
+    p = p * zz - 7.500855792314704667340e1
+    p = p * zz - 1.228866684490136173410e2
+    p = p * zz - 6.485021904942025371773e1
+    q = zz + 2.485846490142306297962e1
+    q = q * zz + 1.650270098316988542046e2
+    q = q * zz + 4.328810604912902668951e2
+    q = q * zz + 4.853903996359136964868e2
+    q = q * zz + 1.945506571482613964425e2
+    out = base + (r * (zz * p / q) + r + extra)
+    return -out if x < 0.0 else out
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def sincos_small(x: float) -> tuple[float, float]:
+    """``(sin x, cos x)`` for ``|x| <= pi/4`` (no reduction)."""
+    zz = x * x
+    return _sin_series(x, zz), _cos_series(zz)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def sinc_small(x: float) -> float:
+    """``sin(x) / x`` (1 at 0) for ``|x| <= pi/4``."""
+    zz = x * x
+    p = 1.58962301576546568060e-10 * zz - 2.50507477628578072866e-8
+    p = p * zz + 2.75573136213857245213e-6
+    p = p * zz - 1.98412698295895385996e-4
+    p = p * zz + 8.33333333332211858878e-3
+    p = p * zz - 1.66666666666666307295e-1
+    return 1.0 + zz * p
+
+
+class _Lane(IntEnum):
+    """Rows of :func:`rollout_kernel`'s per-block state ``(len(_Lane), LANES)``."""
+
+    X = 0
+    Y = 1
+    YAW = 2
+    SPEED = 3
+    STEER = 4
+    COS = 5
+    SIN = 6
+    S = 7
+    S_AHEAD = 8
+    CENTRE_X = 9
+    CENTRE_Y = 10
+    NORMAL_X = 11
+    NORMAL_Y = 12
+    S_REF = 13
+    V_REF = 14
+    A_REF = 15
+    D_START = 16
+    SLOPE = 17
+    D_TARGET = 18
+    S_START = 19
+    LENGTH = 20
+    INV_LENGTH = 21
+    S_LIMIT = 22
+    ACCEL = 23
+    CURVATURE = 24
+    PREV_X = 25
+    PREV_Y = 26
+    PREV_YAW = 27
+    PREV_COS = 28
+    PREV_SIN = 29
+    LIMITED = 30
+    FREE = 31
+    DISTANCE = 32
+    WIDE_TURN = 33
+
+
+_L_X = int(_Lane.X)
+_L_Y = int(_Lane.Y)
+_L_YAW = int(_Lane.YAW)
+_L_V = int(_Lane.SPEED)
+_L_STEER = int(_Lane.STEER)
+_L_C = int(_Lane.COS)
+_L_SN = int(_Lane.SIN)
+_L_S = int(_Lane.S)
+_L_S_AHEAD = int(_Lane.S_AHEAD)
+_L_CX = int(_Lane.CENTRE_X)
+_L_CY = int(_Lane.CENTRE_Y)
+_L_NX = int(_Lane.NORMAL_X)
+_L_NY = int(_Lane.NORMAL_Y)
+_L_S_REF = int(_Lane.S_REF)
+_L_V_REF = int(_Lane.V_REF)
+_L_A_REF = int(_Lane.A_REF)
+_L_D_START = int(_Lane.D_START)
+_L_SLOPE = int(_Lane.SLOPE)
+_L_D_TARGET = int(_Lane.D_TARGET)
+_L_S_START = int(_Lane.S_START)
+_L_LENGTH = int(_Lane.LENGTH)
+_L_INV_LENGTH = int(_Lane.INV_LENGTH)
+_L_S_LIMIT = int(_Lane.S_LIMIT)
+_L_ACCEL = int(_Lane.ACCEL)
+_L_CURV = int(_Lane.CURVATURE)
+_L_PX = int(_Lane.PREV_X)
+_L_PY = int(_Lane.PREV_Y)
+_L_PYAW = int(_Lane.PREV_YAW)
+_L_PC = int(_Lane.PREV_COS)
+_L_PSN = int(_Lane.PREV_SIN)
+_L_LIMITED = int(_Lane.LIMITED)
+_L_FREE = int(_Lane.FREE)
+_L_DS = int(_Lane.DISTANCE)
+_L_WIDE = int(_Lane.WIDE_TURN)
+_LANE_ROWS = len(_Lane)
+
 
 # -- shared helpers ------------------------------------------------------------------------------
 
@@ -208,51 +390,49 @@ def advance(v: float, a: float, dt: float) -> tuple[float, float, float]:
     return a, v * dt + 0.5 * a * dt * dt, vn
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def _segment_param(grid_xy: FloatArray, seg: int, px: float, py: float) -> float:
-    ex = grid_xy[seg + 1, 0] - grid_xy[seg, 0]
-    ey = grid_xy[seg + 1, 1] - grid_xy[seg, 1]
-    den = max(ex * ex + ey * ey, SEGMENT_EPS)
-    return ((px - grid_xy[seg, 0]) * ex + (py - grid_xy[seg, 1]) * ey) / den
+@numba.njit(cache=True, error_model="numpy")
+def segment_table(grid_xy: FloatArray) -> FloatArray:
+    """``(G - 1, 4)`` per grid segment: its start ``x0, y0`` and its direction divided by its
+    squared length (at least :data:`SEGMENT_EPS`), so that a point's segment parameter is
+    ``(px - x0)·a + (py - y0)·b``."""
+    out = np.empty((grid_xy.shape[0] - 1, 4))
+    for j in range(out.shape[0]):
+        ex = grid_xy[j + 1, 0] - grid_xy[j, 0]
+        ey = grid_xy[j + 1, 1] - grid_xy[j, 1]
+        den = max(ex * ex + ey * ey, SEGMENT_EPS)
+        out[j, 0] = grid_xy[j, 0]
+        out[j, 1] = grid_xy[j, 1]
+        out[j, 2] = ex / den
+        out[j, 3] = ey / den
+    return out
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def walk_projection(grid_xy: FloatArray, seg: int, px: float, py: float) -> tuple[int, float]:
-    """``(segment, clamped parameter)`` of ``(px, py)`` walking from segment ``seg``."""
-    last = grid_xy.shape[0] - 2
+def _segment_param(table: FloatArray, seg: int, px: float, py: float) -> float:
+    return (px - table[seg, 0]) * table[seg, 2] + (py - table[seg, 1]) * table[seg, 3]
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def walk_projection(table: FloatArray, seg: int, px: float, py: float) -> tuple[int, float]:
+    """``(segment, clamped parameter)`` of ``(px, py)`` walking from segment ``seg`` of the
+    grid's :func:`segment_table`."""
+    last = table.shape[0] - 1
     seg = min(max(seg, 0), last)
-    u = _segment_param(grid_xy, seg, px, py)
+    u = _segment_param(table, seg, px, py)
     moved = False
     while u > 1.0 and seg < last:
         seg += 1
-        u = _segment_param(grid_xy, seg, px, py)
+        u = _segment_param(table, seg, px, py)
         moved = True
     if not moved:
         while u < 0.0 and seg > 0:
             seg -= 1
-            u = _segment_param(grid_xy, seg, px, py)
+            u = _segment_param(table, seg, px, py)
     if seg > 0:
         u = max(u, 0.0)
     if seg < last:
         u = min(u, 1.0)
     return seg, u
-
-
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def centre_at(
-    grid_xy: FloatArray, grid_normal: FloatArray, grid_s0: float, grid_ds: float, s: float
-) -> tuple[float, float, float, float]:
-    """``(x, y, nx, ny)``: centreline point and unit left normal at arc length ``s``."""
-    last = grid_xy.shape[0] - 2
-    f = (s - grid_s0) / grid_ds
-    i = min(max(int(math.floor(f)), 0), last)
-    u = f - i
-    x = grid_xy[i, 0] + u * (grid_xy[i + 1, 0] - grid_xy[i, 0])
-    y = grid_xy[i, 1] + u * (grid_xy[i + 1, 1] - grid_xy[i, 1])
-    nx = grid_normal[i, 0] + u * (grid_normal[i + 1, 0] - grid_normal[i, 0])
-    ny = grid_normal[i, 1] + u * (grid_normal[i + 1, 1] - grid_normal[i, 1])
-    norm = math.sqrt(nx * nx + ny * ny)
-    return x, y, nx / norm, ny / norm
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
@@ -266,21 +446,37 @@ def value_at(values: FloatArray, grid_s0: float, grid_ds: float, s: float) -> fl
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def lateral_offset(
-    d_start: float, slope: float, d_target: float, s_start: float, length: float, s: float
-) -> float:
-    """The quintic transition of :class:`LateralIndex` at arc length ``s``."""
-    u = min(max((s - s_start) / length, 0.0), 1.0)
-    u3 = u * u * u
-    rise = u3 * (10.0 - 15.0 * u + 6.0 * u * u)
-    h1 = u - u3 * (6.0 - 8.0 * u + 3.0 * u * u)
-    return d_start * (1.0 - rise) + slope * length * h1 + d_target * rise
+def _arc_step(
+    x: float,
+    y: float,
+    yaw: float,
+    c: float,
+    sn: float,
+    half: float,
+    sh: float,
+    ch: float,
+    chord: float,
+) -> tuple[float, float, float, float, float]:
+    """The pose after an arc turning by ``2·half`` [rad] with chord ``chord`` [m] from
+    ``(x, y, yaw)`` (heading ``(c, sn)``); ``sh, ch = sin, cos(half)``. Yaw wraps to [-π, π)."""
+    mid_c = c * ch - sn * sh
+    mid_s = sn * ch + c * sh
+    yaw = yaw + 2.0 * half
+    yaw = yaw - 2.0 * math.pi if yaw >= math.pi else yaw
+    yaw = yaw + 2.0 * math.pi if yaw < -math.pi else yaw
+    return (
+        x + chord * mid_c,
+        y + chord * mid_s,
+        yaw,
+        mid_c * ch - mid_s * sh,
+        mid_s * ch + mid_c * sh,
+    )  # fmt: skip
 
 
 # -- kernels -------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, parallel=True, error_model="numpy")
 def project_agents_kernel(
     grid_xy: FloatArray,
     grid_s0: float,
@@ -296,13 +492,14 @@ def project_agents_kernel(
     num_agents, num_points = states.shape[0], states.shape[1]
     out = np.empty((num_agents, num_points, _AGENTPATHINDEX_LEN))
     num_segments = grid_xy.shape[0] - 1
-    for a in range(num_agents):
+    table = segment_table(grid_xy)
+    for a in numba.prange(num_agents):
         px = states[a, 0, ModeIndex.X]
         py = states[a, 0, ModeIndex.Y]
         best = math.inf
         seg = 0
         for i in range(num_segments):
-            u = min(max(_segment_param(grid_xy, i, px, py), 0.0), 1.0)
+            u = min(max(_segment_param(table, i, px, py), 0.0), 1.0)
             qx = grid_xy[i, 0] + u * (grid_xy[i + 1, 0] - grid_xy[i, 0])
             qy = grid_xy[i, 1] + u * (grid_xy[i + 1, 1] - grid_xy[i, 1])
             dist2 = (px - qx) * (px - qx) + (py - qy) * (py - qy)
@@ -314,7 +511,7 @@ def project_agents_kernel(
         for k in range(num_points):
             px = states[a, k, ModeIndex.X]
             py = states[a, k, ModeIndex.Y]
-            seg, u = walk_projection(grid_xy, seg, px, py)
+            seg, u = walk_projection(table, seg, px, py)
             ex = grid_xy[seg + 1, 0] - grid_xy[seg, 0]
             ey = grid_xy[seg + 1, 1] - grid_xy[seg, 1]
             length = math.sqrt(max(ex * ex + ey * ey, SEGMENT_EPS))
@@ -335,7 +532,7 @@ def project_agents_kernel(
     return out
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, parallel=True, error_model="numpy")
 def speed_profiles_kernel(
     speed_cap: FloatArray,
     grid_s0: float,
@@ -366,7 +563,7 @@ def speed_profiles_kernel(
     settle = params[SpeedProfileParam.SETTLE_ACCEL]
     num_profiles = fractions.shape[0]
     out = np.empty((num_profiles, num_points, _PROFILEINDEX_LEN))
-    for m in range(num_profiles):
+    for m in numba.prange(num_profiles):
         s = s0
         v = v0
         target = s_targets[m]
@@ -477,6 +674,195 @@ def idm_profiles_kernel(
     return out
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _rollout_block(
+    n0: int,
+    count: int,
+    grid_xy: FloatArray,
+    grid_normal: FloatArray,
+    grid_s0: float,
+    grid_ds: float,
+    table: FloatArray,
+    start_segment: int,
+    start: FloatArray,
+    yaw0: float,
+    lateral: FloatArray,
+    profile_index: IntArray,
+    profiles: FloatArray,
+    s_limits: FloatArray,
+    params: FloatArray,
+    out: FloatArray,
+) -> None:
+    """:func:`rollout_kernel` for candidates ``n0 .. n0 + count - 1`` (one block of at most
+    :data:`LANES`; ``yaw0`` the start yaw wrapped), writing their rows of ``out``."""
+    dt = params[RolloutParam.DT]
+    wheelbase = params[RolloutParam.WHEELBASE]
+    max_steer = params[RolloutParam.MAX_STEER]
+    max_step = params[RolloutParam.MAX_STEER_RATE] * dt
+    accel_min = params[RolloutParam.ACCEL_MIN]
+    accel_max = params[RolloutParam.ACCEL_MAX]
+    gain = params[RolloutParam.LOOKAHEAD_GAIN]
+    min_lookahead = params[RolloutParam.MIN_LOOKAHEAD]
+    speed_gain = params[RolloutParam.SPEED_GAIN]
+    position_gain = params[RolloutParam.POSITION_GAIN]
+    stop_decel = params[RolloutParam.STOP_DECEL]
+    standstill = params[RolloutParam.STANDSTILL_SPEED]
+    num_points = profiles.shape[1]
+    last = grid_xy.shape[0] - 2
+    sin0, cos0 = sincos(yaw0)
+    st = np.empty((_LANE_ROWS, LANES))
+    segment = np.empty(LANES, np.int64)
+    profile = np.empty(LANES, np.int64)
+    for i in range(LANES):
+        n = n0 + min(i, count - 1)  # lanes past the end repeat the last candidate
+        st[_L_X, i] = start[StartIndex.X]
+        st[_L_Y, i] = start[StartIndex.Y]
+        st[_L_YAW, i] = yaw0
+        st[_L_V, i] = start[StartIndex.SPEED]
+        st[_L_STEER, i] = start[StartIndex.STEER]
+        st[_L_C, i] = cos0
+        st[_L_SN, i] = sin0
+        st[_L_D_START, i] = lateral[n, LateralIndex.D_START]
+        st[_L_SLOPE, i] = lateral[n, LateralIndex.SLOPE_START]
+        st[_L_D_TARGET, i] = lateral[n, LateralIndex.D_TARGET]
+        st[_L_S_START, i] = lateral[n, LateralIndex.S_START]
+        st[_L_LENGTH, i] = lateral[n, LateralIndex.LENGTH]
+        st[_L_INV_LENGTH, i] = 1.0 / lateral[n, LateralIndex.LENGTH]
+        st[_L_S_LIMIT, i] = s_limits[n]
+        segment[i] = start_segment
+        profile[i] = profile_index[n]
+    for k in range(num_points):
+        # scalar pass: projection, lookahead point, profile references, state output
+        for i in range(LANES):
+            x = st[_L_X, i]
+            y = st[_L_Y, i]
+            seg, u = walk_projection(table, segment[i], x, y)
+            segment[i] = seg
+            s = grid_s0 + (seg + u) * grid_ds
+            s_ahead = s + max(min_lookahead, gain * st[_L_V, i])
+            f = (s_ahead - grid_s0) / grid_ds
+            g = min(max(int(math.floor(f)), 0), last)
+            w = f - g
+            st[_L_S, i] = s
+            st[_L_S_AHEAD, i] = s_ahead
+            st[_L_CX, i] = grid_xy[g, 0] + w * (grid_xy[g + 1, 0] - grid_xy[g, 0])
+            st[_L_CY, i] = grid_xy[g, 1] + w * (grid_xy[g + 1, 1] - grid_xy[g, 1])
+            st[_L_NX, i] = grid_normal[g, 0] + w * (grid_normal[g + 1, 0] - grid_normal[g, 0])
+            st[_L_NY, i] = grid_normal[g, 1] + w * (grid_normal[g + 1, 1] - grid_normal[g, 1])
+            m = profile[i]
+            st[_L_S_REF, i] = profiles[m, k, ProfileIndex.S]
+            st[_L_V_REF, i] = profiles[m, k, ProfileIndex.SPEED]
+            st[_L_A_REF, i] = profiles[m, k, ProfileIndex.ACCEL]
+            if i < count:
+                n = n0 + i
+                out[n, k, TrajIndex.X] = x
+                out[n, k, TrajIndex.Y] = y
+                out[n, k, TrajIndex.YAW] = st[_L_YAW, i]
+                out[n, k, TrajIndex.SPEED] = st[_L_V, i]
+        # branch-free pass over the block
+        for i in range(LANES):
+            x = st[_L_X, i]
+            y = st[_L_Y, i]
+            v = st[_L_V, i]
+            steer = st[_L_STEER, i]
+            c = st[_L_C, i]
+            sn = st[_L_SN, i]
+            s = st[_L_S, i]
+            # lateral: pure pursuit on the offset path, wheel angle rate and range limited
+            nx = st[_L_NX, i]
+            ny = st[_L_NY, i]
+            norm = math.sqrt(nx * nx + ny * ny)
+            length = st[_L_LENGTH, i]
+            u = min(max((st[_L_S_AHEAD, i] - st[_L_S_START, i]) * st[_L_INV_LENGTH, i], 0.0), 1.0)
+            u3 = u * u * u
+            rise = u3 * (10.0 - 15.0 * u + 6.0 * u * u)
+            h1 = u - u3 * (6.0 - 8.0 * u + 3.0 * u * u)
+            d = (
+                st[_L_D_START, i] * (1.0 - rise)
+                + st[_L_SLOPE, i] * length * h1
+                + st[_L_D_TARGET, i] * rise
+            )
+            inv_norm = 1.0 / norm
+            dx = st[_L_CX, i] + d * (nx * inv_norm) - x
+            dy = st[_L_CY, i] + d * (ny * inv_norm) - y
+            local_x = c * dx + sn * dy
+            local_y = -sn * dx + c * dy
+            pursuit = 2.0 * local_y / max(local_x * local_x + local_y * local_y, 1e-6)
+            command = arctan(wheelbase * pursuit)
+            free = (abs(command - steer) <= max_step) & (abs(command) <= max_steer)
+            limited = steer + min(max(command - steer, -max_step), max_step)
+            limited = min(max(limited, -max_steer), max_steer)
+            sin_l, cos_l = sincos_small(limited)
+            curvature = pursuit if free else sin_l / (cos_l * wheelbase)
+            # longitudinal: profile tracking, arc-length limit, envelope
+            a_ref = st[_L_A_REF, i]
+            v_ref = st[_L_V_REF, i]
+            a = a_ref + speed_gain * (v_ref - v) + position_gain * (st[_L_S_REF, i] - s)
+            rest = (v_ref == 0.0) & (a_ref <= 0.0) & (v <= standstill)
+            s_limit = st[_L_S_LIMIT, i]
+            bounded = math.isfinite(s_limit)
+            gap = s_limit - s
+            need = -v * v / (2.0 * gap)
+            passed = bounded & (gap <= 0.0)
+            braking = bounded & (gap > 0.0) & (need <= -stop_decel)
+            a = accel_min if rest | passed else (min(a, need) if braking else a)
+            a = min(max(a, accel_min), accel_max)
+            # advance (see the module docstring)
+            vn = v + a * dt
+            stopped = vn <= 0.0
+            ds_stop = v * v / (-2.0 * a) if a < 0.0 else 0.0
+            ds = ds_stop if stopped else v * dt + 0.5 * a * dt * dt
+            st[_L_ACCEL, i] = -v / dt if stopped else a
+            st[_L_CURV, i] = curvature
+            st[_L_V, i] = 0.0 if stopped else vn
+            st[_L_STEER, i] = command if free else limited
+            # exact arc of constant curvature (turns beyond pi/2 are redone below)
+            half = 0.5 * curvature * ds
+            sh, ch = sincos_small(half)
+            yaw = st[_L_YAW, i]
+            st[_L_PX, i] = x
+            st[_L_PY, i] = y
+            st[_L_PYAW, i] = yaw
+            st[_L_PC, i] = c
+            st[_L_PSN, i] = sn
+            st[_L_LIMITED, i] = limited
+            st[_L_FREE, i] = 1.0 if free else 0.0
+            st[_L_DS, i] = ds
+            wide = (abs(half) > _QUARTER_PI) | ((not free) & (abs(limited) > _QUARTER_PI))
+            st[_L_WIDE, i] = 1.0 if wide else 0.0
+            x, y, yaw, c, sn = _arc_step(x, y, yaw, c, sn, half, sh, ch, ds * sinc_small(half))
+            st[_L_X, i] = x
+            st[_L_Y, i] = y
+            st[_L_YAW, i] = yaw
+            st[_L_C, i] = c
+            st[_L_SN, i] = sn
+        # the rare wide turn or wheel angle, with the library's functions
+        for i in range(LANES):
+            if st[_L_WIDE, i] == 0.0:
+                continue
+            curvature = st[_L_CURV, i]
+            if st[_L_FREE, i] == 0.0:
+                curvature = math.tan(st[_L_LIMITED, i]) / wheelbase
+                st[_L_CURV, i] = curvature
+            ds = st[_L_DS, i]
+            half = 0.5 * curvature * ds
+            sh = math.sin(half)
+            chord = ds * sh / half if abs(half) > 1e-12 else ds
+            x, y, yaw, c, sn = _arc_step(
+                st[_L_PX, i], st[_L_PY, i], st[_L_PYAW, i], st[_L_PC, i], st[_L_PSN, i],
+                half, sh, math.cos(half), chord,
+            )  # fmt: skip
+            st[_L_X, i] = x
+            st[_L_Y, i] = y
+            st[_L_YAW, i] = yaw
+            st[_L_C, i] = c
+            st[_L_SN, i] = sn
+        for i in range(count):
+            n = n0 + i
+            out[n, k, TrajIndex.ACCEL] = st[_L_ACCEL, i]
+            out[n, k, TrajIndex.CURVATURE] = st[_L_CURV, i]
+
+
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def rollout_kernel(
     grid_xy: FloatArray,
@@ -507,99 +893,22 @@ def rollout_kernel(
     when the command is within the limits, else ``tan(angle) / WHEELBASE``).
     Point ``k`` holds the state at ``k·dt`` and the acceleration and curvature held from it (the
     last point's are computed but not integrated). Yaw is wrapped to ``[-π, π)``.
+
+    Blocks of :data:`LANES` candidates advance together: per step, a scalar pass finds each
+    one's projection and lookahead point on the grid, then a branch-free pass over the block
+    (vectorised) does the rest (see the module docstring for its arithmetic).
     """
-    dt = params[RolloutParam.DT]
-    wheelbase = params[RolloutParam.WHEELBASE]
-    max_steer = params[RolloutParam.MAX_STEER]
-    max_step = params[RolloutParam.MAX_STEER_RATE] * dt
-    accel_min = params[RolloutParam.ACCEL_MIN]
-    accel_max = params[RolloutParam.ACCEL_MAX]
-    gain = params[RolloutParam.LOOKAHEAD_GAIN]
-    min_lookahead = params[RolloutParam.MIN_LOOKAHEAD]
-    speed_gain = params[RolloutParam.SPEED_GAIN]
-    position_gain = params[RolloutParam.POSITION_GAIN]
-    stop_decel = params[RolloutParam.STOP_DECEL]
-    standstill = params[RolloutParam.STANDSTILL_SPEED]
     num_candidates = lateral.shape[0]
     num_points = profiles.shape[1]
     out = np.empty((num_candidates, num_points, _TRAJINDEX_LEN))
-    for n in numba.prange(num_candidates):
-        d_start = lateral[n, LateralIndex.D_START]
-        slope = lateral[n, LateralIndex.SLOPE_START]
-        d_target = lateral[n, LateralIndex.D_TARGET]
-        s_start = lateral[n, LateralIndex.S_START]
-        length = lateral[n, LateralIndex.LENGTH]
-        m = profile_index[n]
-        s_limit = s_limits[n]
-        x = start[StartIndex.X]
-        y = start[StartIndex.Y]
-        yaw = (start[StartIndex.YAW] + math.pi) % (2.0 * math.pi) - math.pi
-        v = start[StartIndex.SPEED]
-        steer = start[StartIndex.STEER]
-        c = math.cos(yaw)
-        sn = math.sin(yaw)
-        seg = start_segment
-        for k in range(num_points):
-            seg, u = walk_projection(grid_xy, seg, x, y)
-            s = grid_s0 + (seg + u) * grid_ds
-            # lateral: pure pursuit on the offset path, wheel angle rate and range limited
-            s_ahead = s + max(min_lookahead, gain * v)
-            cx, cy, nx, ny = centre_at(grid_xy, grid_normal, grid_s0, grid_ds, s_ahead)
-            d = lateral_offset(d_start, slope, d_target, s_start, length, s_ahead)
-            dx = cx + d * nx - x
-            dy = cy + d * ny - y
-            local_x = c * dx + sn * dy
-            local_y = -sn * dx + c * dy
-            pursuit = 2.0 * local_y / max(local_x * local_x + local_y * local_y, 1e-6)
-            command = math.atan(wheelbase * pursuit)
-            if abs(command - steer) <= max_step and abs(command) <= max_steer:
-                steer = command
-                curvature = pursuit
-            else:
-                steer = steer + min(max(command - steer, -max_step), max_step)
-                steer = min(max(steer, -max_steer), max_steer)
-                curvature = math.tan(steer) / wheelbase
-            # longitudinal: profile tracking, arc-length limit, envelope
-            a_ref = profiles[m, k, ProfileIndex.ACCEL]
-            v_ref = profiles[m, k, ProfileIndex.SPEED]
-            a = (
-                a_ref
-                + speed_gain * (v_ref - v)
-                + position_gain * (profiles[m, k, ProfileIndex.S] - s)
-            )
-            if v_ref == 0.0 and a_ref <= 0.0 and v <= standstill:
-                a = accel_min
-            elif math.isfinite(s_limit):
-                gap = s_limit - s
-                if gap <= 0.0:
-                    a = accel_min
-                else:
-                    need = -v * v / (2.0 * gap)
-                    if need <= -stop_decel:
-                        a = min(a, need)
-            a = min(max(a, accel_min), accel_max)
-            a, ds, vn = advance(v, a, dt)
-            out[n, k, TrajIndex.X] = x
-            out[n, k, TrajIndex.Y] = y
-            out[n, k, TrajIndex.YAW] = yaw
-            out[n, k, TrajIndex.SPEED] = v
-            out[n, k, TrajIndex.ACCEL] = a
-            out[n, k, TrajIndex.CURVATURE] = curvature
-            # exact arc of constant curvature
-            half = 0.5 * curvature * ds
-            ch = math.cos(half)
-            sh = math.sin(half)
-            chord = ds * sh / half if abs(half) > 1e-12 else ds
-            mid_c = c * ch - sn * sh
-            mid_s = sn * ch + c * sh
-            x += chord * mid_c
-            y += chord * mid_s
-            yaw += 2.0 * half
-            if yaw >= math.pi:
-                yaw -= 2.0 * math.pi
-            elif yaw < -math.pi:
-                yaw += 2.0 * math.pi
-            c = mid_c * ch - mid_s * sh
-            sn = mid_s * ch + mid_c * sh
-            v = vn
+    if num_candidates == 0:
+        return out
+    table = segment_table(grid_xy)
+    yaw0 = (start[StartIndex.YAW] + math.pi) % (2.0 * math.pi) - math.pi
+    for block in numba.prange((num_candidates + LANES - 1) // LANES):
+        n0 = block * LANES
+        _rollout_block(
+            n0, min(LANES, num_candidates - n0), grid_xy, grid_normal, grid_s0, grid_ds, table,
+            start_segment, start, yaw0, lateral, profile_index, profiles, s_limits, params, out,
+        )  # fmt: skip
     return out

@@ -469,7 +469,8 @@ def _check_inputs(
                 f"PredictedAgents.modes: expected {planner.num_points} time points "
                 f"(PlannerConfig.num_points), got {agents.modes.shape[2]}"
             )
-        if not np.all(np.isfinite(agents.modes)):
+        # a finite sum is the cheap proof; an overflowing one is checked value by value
+        if not math.isfinite(float(np.sum(agents.modes))) and not np.all(np.isfinite(agents.modes)):
             raise ValueError("PredictedAgents.modes: must be finite")
         if not np.all(np.isfinite(agents.sizes)) or np.any(agents.sizes < 0):
             raise ValueError("PredictedAgents.sizes: must be finite and >= 0")
@@ -735,7 +736,7 @@ def _segment_param_reference(grid_xy: FloatArray, seg: IntArray, px: Any, py: An
     ex = grid_xy[seg + 1, 0] - grid_xy[seg, 0]
     ey = grid_xy[seg + 1, 1] - grid_xy[seg, 1]
     den = np.maximum(ex * ex + ey * ey, SEGMENT_EPS)
-    return ((px - grid_xy[seg, 0]) * ex + (py - grid_xy[seg, 1]) * ey) / den
+    return (px - grid_xy[seg, 0]) * (ex / den) + (py - grid_xy[seg, 1]) * (ey / den)
 
 
 def _walk_reference(
@@ -998,9 +999,9 @@ def rollout_reference(
         cy = grid_xy[i, 1] + w * (grid_xy[i + 1, 1] - grid_xy[i, 1])
         nx = grid_normal[i, 0] + w * (grid_normal[i + 1, 0] - grid_normal[i, 0])
         ny = grid_normal[i, 1] + w * (grid_normal[i + 1, 1] - grid_normal[i, 1])
-        norm = np.sqrt(nx * nx + ny * ny)
-        nx = nx / norm
-        ny = ny / norm
+        inv_norm = 1.0 / np.sqrt(nx * nx + ny * ny)
+        nx = nx * inv_norm
+        ny = ny * inv_norm
         d = _lateral_reference(lateral, s_ahead)
         dx = cx + d * nx - x
         dy = cy + d * ny - y

@@ -18,7 +18,7 @@ Hard multipliers (:class:`Multiplier`):
   ``AgentClass.STATIC``, 1 otherwise: a certain hit on a static object gives nuPlan's 0.5; a
   value within ``PROBABILITY_TOLERANCE`` of 0 is 0, as probabilities sum to 1 only within it). The
   at-fault rules (nuPlan's ``no_ego_at_fault_collisions``) are in
-  :func:`kaido.planning.cost_kernels.collision_kernel`: only the first step of each collision
+  :func:`kaido.planning.cost_kernels.interaction_kernel`: only the first step of each collision
   with a mode (a run of overlapping steps) is judged; a stopped ego is never at fault; hitting
   a stopped agent is; being hit from behind (the agent's centre more than ``behind_angle`` from
   the ego's heading, seen from its rear axle) is not; a collision at the ego's front edge is; a
@@ -41,7 +41,8 @@ Soft terms (:class:`SoftTerm`), each in [0, 1]:
   gain is at most ``progress_threshold``.
 * ``TTC``: ``max(0, 1 - sum of the probabilities of the modes whose time to collision drops
   below ttc_threshold)`` (constant-velocity projection of ego and agent at each step, see
-  :func:`kaido.planning.cost_kernels.ttc_kernel`; nuPlan's 0/1 for a single certain mode).
+  :func:`kaido.planning.cost_kernels.interaction_kernel`; nuPlan's 0/1 for a single certain
+  mode).
 * ``COMFORT``: 1 when longitudinal acceleration, lateral acceleration ``v²κ``, yaw rate ``vκ``,
   yaw acceleration, longitudinal jerk and the rate of change of the acceleration magnitude stay
   within nuPlan's bounds over the whole horizon, else 0. Derivatives are Savitzky-Golay
@@ -60,16 +61,22 @@ to collision over every step up to ``collision_horizon``. Without agents the col
 terms are 1; without a :class:`DrivableField` the drivable-area multiplier is 1 (and lateral
 collisions are judged by the lane test alone); without an :class:`OccupancyForecast` the
 occupancy term is 1 and its weight is left out of the average.
+
+The collision and TTC measures (``raw["collision_measure"]``, ``raw["ttc_measure"]``) saturate:
+once a candidate's measure is within ``PROBABILITY_TOLERANCE`` of 1 or above, its term is 0
+whatever else it meets, so the search stops there and the measure reads 1 (the first collision
+step stays exact). Every other value is what the full search gives.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -77,7 +84,7 @@ import numpy.typing as npt
 import shapely
 
 from kaido.planning import cost_kernels
-from kaido.planning.cost_kernels import OVERLAP_EPS, BoxState
+from kaido.planning.cost_kernels import OVERLAP_EPS, BoxState, CandidateTerm
 from kaido.planning.types import (
     DrivableField,
     ModeIndex,
@@ -102,6 +109,7 @@ PROBABILITY_TOLERANCE = 1e-6
 
 __all__ = [
     "PROBABILITY_TOLERANCE",
+    "REFERENCE_KERNELS",
     "ComfortIndex",
     "CostConfig",
     "Multiplier",
@@ -109,10 +117,12 @@ __all__ = [
     "SoftTerm",
     "agent_box_states",
     "box_pair_reference",
+    "candidate_terms_reference",
     "collision_reference",
     "comfort_metrics",
     "ego_box_states",
     "footprint_sample_reference",
+    "interaction_reference",
     "path_projection_reference",
     "savgol_derivative_matrix",
     "score_candidates",
@@ -399,7 +409,8 @@ def ego_box_states(candidates: FloatArray, rear_axle_to_center: float) -> Any:
 
 
 def agent_box_states(modes: FloatArray) -> Any:
-    """``(A, K, T, len(BoxState))`` box states of agent modes ``(A, K, T, len(ModeIndex))``."""
+    """``(A, K, T, len(BoxState))`` box states of agent modes ``(A, K, T, len(ModeIndex))`` (the
+    NumPy reference of :func:`cost_kernels.mode_box_states_kernel`)."""
     yaw = modes[..., ModeIndex.YAW]
     out = np.empty((*modes.shape[:-1], len(BoxState)))
     out[..., BoxState.X] = modes[..., ModeIndex.X]
@@ -569,6 +580,108 @@ def ttc_reference(
     return measure, first
 
 
+def interaction_reference(
+    ego: FloatArray,
+    lateral_at_fault: BoolArray,
+    agents: FloatArray,
+    half_sizes: FloatArray,
+    collision_weights: FloatArray,
+    ttc_weights: FloatArray,
+    ego_length: float,
+    ego_width: float,
+    rear_to_center: float,
+    stopped_speed: float,
+    cos_behind: float,
+    num_steps: int,
+    projection_times: FloatArray,
+    saturation: float,
+) -> tuple[FloatArray, IntArray, FloatArray, IntArray]:
+    """NumPy reference of :func:`cost_kernels.interaction_kernel` (same arguments, without the
+    broad-phase cell): :func:`collision_reference` and :func:`ttc_reference` over the whole
+    horizon, measures clipped at ``saturation``. Memory grows as ``N·A·K·T``: small inputs."""
+    sizes = 2.0 * np.asarray(half_sizes, dtype=np.float64)
+    behind_angle = math.acos(min(1.0, max(-1.0, cos_behind)))
+    collision_measure, collision_first = collision_reference(
+        ego, lateral_at_fault, agents, sizes, collision_weights, ego_length, ego_width,
+        rear_to_center, stopped_speed, behind_angle, num_steps,
+    )  # fmt: skip
+    ttc_measure, ttc_first = ttc_reference(
+        ego, agents, sizes, ttc_weights, ego_length, ego_width, rear_to_center, stopped_speed,
+        behind_angle, num_steps, projection_times,
+    )  # fmt: skip
+    return (
+        np.minimum(collision_measure, saturation),
+        collision_first,
+        np.minimum(ttc_measure, saturation),
+        ttc_first,
+    )
+
+
+def candidate_terms_reference(
+    candidates: FloatArray,
+    path: FloatArray,
+    path_s: FloatArray,
+    speed_limits: FloatArray,
+    rear_to_center: float,
+    front_offset: float,
+    half_width: float,
+    lane_half_width: float,
+    window_steps: int,
+    band_index: IntArray,
+    band_coef: FloatArray,
+) -> tuple[FloatArray, BoolArray, FloatArray, BoolArray]:
+    """NumPy reference of :func:`cost_kernels.candidate_terms_kernel` (same arguments), built
+    from :func:`ego_box_states`, :func:`path_projection_reference` (a global nearest-segment
+    search: the two agree wherever the kernel's walk reaches the nearest segment) and
+    :func:`comfort_metrics`-style derivatives with the given band."""
+    t_count = candidates.shape[1]
+    ego = ego_box_states(candidates, rear_to_center)
+    rear = candidates[..., [TrajIndex.X, TrajIndex.Y]]
+    front = np.empty_like(rear)
+    front[..., 0] = rear[..., 0] + front_offset * ego[..., BoxState.COS]
+    front[..., 1] = rear[..., 1] + front_offset * ego[..., BoxState.SIN]
+    arc, lateral = path_projection_reference(rear, path, path_s)
+    front_arc, front_lateral = path_projection_reference(front, path, path_s)
+    straddle = np.maximum(np.abs(lateral), np.abs(front_lateral)) + half_width > lane_half_width
+    terms = np.empty((candidates.shape[0], len(CandidateTerm)))
+    terms[:, CandidateTerm.PROGRESS] = np.maximum(arc[:, -1] - arc[:, 0], 0.0)
+    terms[:, CandidateTerm.WRONG_WAY] = _wrong_way_distance(arc, window_steps)
+    index = np.clip(np.searchsorted(path_s, arc[:, 1:], side="right") - 1, 0, len(path_s) - 1)
+    speed = candidates[:, 1:, TrajIndex.SPEED]
+    terms[:, CandidateTerm.MEAN_OVERSPEED] = np.maximum(speed - speed_limits[index], 0.0).mean(1)
+    terms[:, CandidateTerm.MEAN_ABS_LATERAL] = np.abs(lateral[:, 1:]).mean(axis=1)
+    terms[:, CandidateTerm.FRONT_ARC_START] = front_arc[:, 0]
+    terms[:, CandidateTerm.FRONT_ARC_MAX] = front_arc[:, 1:].max(axis=1) if t_count > 1 else -np.inf
+    comfort = slice(CandidateTerm.MIN_LON_ACCEL, CandidateTerm.MIN_LON_ACCEL + len(ComfortIndex))
+    terms[:, comfort] = _comfort_extremes(candidates, (band_index, band_coef))
+    finite = np.all(np.isfinite(candidates), axis=(1, 2))
+    return ego, straddle, terms, finite
+
+
+def _interaction_reference_kernel(
+    ego: FloatArray,
+    lateral_at_fault: BoolArray,
+    agents: FloatArray,
+    half_sizes: FloatArray,
+    collision_weights: FloatArray,
+    ttc_weights: FloatArray,
+    ego_length: float,
+    ego_width: float,
+    rear_to_center: float,
+    stopped_speed: float,
+    cos_behind: float,
+    num_steps: int,
+    projection_times: FloatArray,
+    _cell_size: float,
+    saturation: float,
+) -> tuple[FloatArray, IntArray, FloatArray, IntArray]:
+    return interaction_reference(
+        ego, lateral_at_fault, agents, half_sizes, collision_weights, ttc_weights, ego_length,
+        ego_width, rear_to_center, stopped_speed, cos_behind, num_steps, projection_times,
+        saturation,
+    )  # fmt: skip
+
+
 def path_projection_reference(
     points: FloatArray, path: FloatArray, s: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
@@ -633,12 +746,37 @@ def footprint_sample_reference(
     return np.where(inside, (1 - fu) * top + fu * bottom, np.nan)
 
 
+REFERENCE_KERNELS = SimpleNamespace(
+    candidate_terms_kernel=candidate_terms_reference,
+    interaction_kernel=_interaction_reference_kernel,
+    mode_box_states_kernel=agent_box_states,
+    footprint_sample_kernel=footprint_sample_reference,
+)
+"""The NumPy references under the names and argument conventions of the kernels that
+:func:`score_candidates` calls: put in place of :mod:`kaido.planning.cost_kernels` (the module
+attribute ``cost_kernels``) to score with plain NumPy (agreement tests, the benchmark)."""
+
+
 # -- NumPy terms -----------------------------------------------------------------------------------
 
 
 def _savgol_band(num_points: int, dt: float, window: int, order: int) -> tuple[Any, Any]:
     """Banded form of :func:`savgol_derivative_matrix`: ``index`` ``(T, w)`` columns and
-    ``coef`` ``(T, w)`` weights, so that ``dy[t] = sum_i coef[t, i] * y[index[t, i]]``."""
+    ``coef`` ``(T, w)`` weights, so that ``dy[t] = sum_i coef[t, i] * y[index[t, i]]``
+    (C-ordered and read-only: computed once per setting)."""
+    return _savgol_band_cached(int(num_points), float(dt), int(window), int(order))
+
+
+@functools.lru_cache(maxsize=32)
+def _savgol_band_cached(num_points: int, dt: float, window: int, order: int) -> tuple[Any, Any]:
+    index, coef = _savgol_band_of(num_points, dt, window, order)
+    return (
+        _readonly(np.ascontiguousarray(index, dtype=np.int64)),
+        _readonly(np.ascontiguousarray(coef, dtype=np.float64)),
+    )
+
+
+def _savgol_band_of(num_points: int, dt: float, window: int, order: int) -> tuple[Any, Any]:
     t_count = num_points
     if window > t_count:
         window = t_count if t_count % 2 else t_count - 1
@@ -701,12 +839,16 @@ def comfort_metrics(candidates: FloatArray, dt: float, window: int = 5) -> Any:
     change of the acceleration magnitude ``hypot(a_lon, a_lat)`` are Savitzky-Golay derivatives
     (:func:`savgol_derivative_matrix`, ``window`` points, ``dt`` [s]).
     """
+    return _comfort_extremes(candidates, _savgol_band(candidates.shape[1], dt, window, 2))
+
+
+def _comfort_extremes(candidates: FloatArray, band: tuple[Any, Any]) -> Any:
+    """:func:`comfort_metrics` with the derivative band given."""
     v = candidates[..., TrajIndex.SPEED]
     kappa = candidates[..., TrajIndex.CURVATURE]
     lon = candidates[..., TrajIndex.ACCEL]
     lat = v * v * kappa
     yaw_rate = v * kappa
-    band = _savgol_band(candidates.shape[1], dt, window, 2)
     out = np.empty((candidates.shape[0], len(ComfortIndex)))
     out[:, ComfortIndex.MIN_LON_ACCEL] = lon.min(axis=1)
     out[:, ComfortIndex.MAX_LON_ACCEL] = lon.max(axis=1)
@@ -744,23 +886,24 @@ def _wrong_way_distance(arc: FloatArray, window_steps: int) -> Any:
     return worst + 0.0  # no -0.0
 
 
-def _speed_limit_at(reference: ReferencePath, arc: FloatArray) -> Any:
-    """Limit [m/s] of the reference point at or before each arc length (inf where none)."""
+def _prepared_limits(reference: ReferencePath) -> Any:
+    """``(P,)`` [m/s] the limit from each reference point on (``inf`` where there is none: a
+    non-finite or non-positive limit)."""
     limits = np.asarray(reference.speed_limits, dtype=np.float64)
-    limits = np.where(np.isfinite(limits) & (limits > 0), limits, np.inf)
-    index = np.clip(np.searchsorted(reference.s, arc, side="right") - 1, 0, len(limits) - 1)
-    return limits[index]
+    return np.where(np.isfinite(limits) & (limits > 0), limits, np.inf)
 
 
-def _stop_multiplier(front_arc: FloatArray, stops: tuple[StopConstraint, ...]) -> Any:
-    ok = np.ones(front_arc.shape[0], dtype=bool)
+def _stop_multiplier(
+    front_start: FloatArray, front_max: FloatArray, stops: tuple[StopConstraint, ...]
+) -> Any:
+    """1 unless the front bumper (arc length ``front_start`` ``(N,)`` at step 0, at most
+    ``front_max`` ``(N,)`` later) passes a stop it had not passed at step 0."""
+    ok = np.ones(front_start.shape[0], dtype=bool)
     for stop in stops:
         line = float(stop.s)
         if not math.isfinite(line):
             raise ValueError(f"inp.stops: StopConstraint.s must be finite, got {stop.s}")
-        already = front_arc[:, 0] > line
-        crossed = np.any(front_arc[:, 1:] > line, axis=1)
-        ok &= already | ~crossed
+        ok &= (front_start > line) | ~(front_max > line)
     return ok.astype(np.float64)
 
 
@@ -791,6 +934,8 @@ def _footprint_grid(length: float, width: float, n_len: int, n_wid: int) -> Any:
 
 
 def _check_candidates(candidates: Any, planner: PlannerConfig) -> FloatArray:
+    """The candidates as a C-ordered float64 array of the right shape (finiteness is checked by
+    the terms kernel, which reads every value anyway: :func:`_raise_non_finite`)."""
     try:
         array = np.ascontiguousarray(candidates, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -800,10 +945,12 @@ def _check_candidates(candidates: Any, planner: PlannerConfig) -> FloatArray:
         raise ValueError(
             f"candidates: expected shape (N >= 1, {t}, {len(TrajIndex)}), got {array.shape}"
         )
-    if not np.all(np.isfinite(array)):
-        bad = np.argwhere(~np.isfinite(array))[0]
-        raise ValueError(f"candidates: non-finite value at index {tuple(int(i) for i in bad)}")
     return array
+
+
+def _raise_non_finite(array: FloatArray) -> None:
+    bad = np.argwhere(~np.isfinite(array))[0]
+    raise ValueError(f"candidates: non-finite value at index {tuple(int(i) for i in bad)}")
 
 
 def _sample_footprint(
@@ -862,17 +1009,25 @@ def score_candidates(
     length, width = profile.length, profile.width
     rear_to_center = profile.rear_axle_to_center
     front_offset = length - profile.rear_overhang
+    window = max(1, int(round(config.direction_window / dt)))
+    band = _savgol_band(t_count, dt, config.comfort_window, 2)
 
-    # -- reference-path projections ---------------------------------------------------------------
-    path = np.ascontiguousarray(inp.reference.path[:, :2])
-    ref_s = np.ascontiguousarray(inp.reference.s)
-    ego = ego_box_states(cand, rear_to_center)
-    rear = np.ascontiguousarray(cand[..., [TrajIndex.X, TrajIndex.Y]])
-    front = np.empty_like(rear)
-    front[..., 0] = rear[..., 0] + front_offset * ego[..., BoxState.COS]
-    front[..., 1] = rear[..., 1] + front_offset * ego[..., BoxState.SIN]
-    arc, lateral = cost_kernels.path_projection_kernel(rear, path, ref_s)
-    front_arc, front_lateral = cost_kernels.path_projection_kernel(front, path, ref_s)
+    # -- everything per candidate: box states, path projections, lane test, soft-term inputs -----
+    ego, straddle, terms, finite = cost_kernels.candidate_terms_kernel(
+        cand,
+        np.ascontiguousarray(inp.reference.path[:, :2]),
+        np.array(inp.reference.s, dtype=np.float64),  # writable: one compiled signature
+        _prepared_limits(inp.reference),
+        rear_to_center,
+        front_offset,
+        0.5 * width,
+        config.lane_half_width,
+        window,
+        band[0],
+        band[1],
+    )
+    if not np.all(finite):
+        _raise_non_finite(cand)
 
     # -- drivable area ---------------------------------------------------------------------------
     if inp.drivable is not None:
@@ -894,12 +1049,12 @@ def score_candidates(
         drivable_ok = ~np.any(outside[:, 1:], axis=1)
         min_margin = np.where(known[:, 1:], margin[:, 1:], np.inf).min(axis=1)
         offroad_fraction = outside[:, 1:].mean(axis=1)
-        off_drivable = known & (margin < -config.drivable_margin)
+        lateral_at_fault = straddle | (known & (margin < -config.drivable_margin))
     else:
         drivable_ok = np.ones(n_count, dtype=bool)
         min_margin = np.full(n_count, np.inf)
         offroad_fraction = np.zeros(n_count)
-        off_drivable = np.zeros((n_count, t_count), dtype=bool)
+        lateral_at_fault = straddle
 
     # -- collisions and time to collision ----------------------------------------------------------
     horizon_steps = (
@@ -907,53 +1062,51 @@ def score_candidates(
         if config.collision_horizon is None
         else min(t_count, int(math.floor(config.collision_horizon / dt + 1e-9)) + 1)
     )
-    straddle = np.maximum(np.abs(lateral), np.abs(front_lateral)) + 0.5 * width
-    lateral_at_fault = np.ascontiguousarray((straddle > config.lane_half_width) | off_drivable)
     class_weight = np.where(agents.classes == int(AgentClass.STATIC),
                             config.static_collision_weight, 1.0)  # fmt: skip
-    weights = np.ascontiguousarray(agents.probabilities * class_weight[:, None])
-    states = agent_box_states(agents.modes)
-    half_sizes = np.ascontiguousarray(0.5 * agents.sizes)
-    cos_behind = math.cos(config.behind_angle)
-    collision_measure, collision_time = cost_kernels.collision_kernel(
-        ego, lateral_at_fault, states, half_sizes, weights, length, width, rear_to_center,
-        config.stopped_speed, cos_behind, horizon_steps, config.broad_phase_cell,
-    )  # fmt: skip
+    probabilities = np.array(agents.probabilities, dtype=np.float64)  # writable, as above
     j_max = int(math.ceil(config.ttc_threshold / dt - 1e-9)) - 1
-    projection_times = dt * np.arange(1, max(j_max, 0) + 1, dtype=np.float64)
-    ttc_measure, _ttc_time = cost_kernels.ttc_kernel(
-        ego, states, half_sizes, np.ascontiguousarray(agents.probabilities), length, width,
-        rear_to_center, config.stopped_speed, cos_behind, horizon_steps, projection_times,
-        config.broad_phase_cell,
+    saturation = 1.0 - PROBABILITY_TOLERANCE
+    collision_measure, collision_time, ttc_measure, _ttc_time = (
+        cost_kernels.interaction_kernel(
+            ego, lateral_at_fault,
+            cost_kernels.mode_box_states_kernel(np.ascontiguousarray(agents.modes, np.float64)),
+            np.ascontiguousarray(0.5 * agents.sizes, dtype=np.float64),
+            probabilities * class_weight[:, None], probabilities, length, width, rear_to_center,
+            config.stopped_speed, math.cos(config.behind_angle), horizon_steps,
+            dt * np.arange(1, max(j_max, 0) + 1, dtype=np.float64), config.broad_phase_cell,
+            saturation,
+        )
     )  # fmt: skip
+    collision_measure = np.where(collision_measure >= saturation, 1.0, collision_measure)
+    ttc_measure = np.where(ttc_measure >= saturation, 1.0, ttc_measure)
 
     # -- multipliers -------------------------------------------------------------------------------
     multipliers = np.empty((n_count, len(Multiplier)))
     multipliers[:, Multiplier.NO_AT_FAULT_COLLISION] = _one_minus(collision_measure)
     multipliers[:, Multiplier.DRIVABLE_AREA] = drivable_ok
-    window = max(1, int(round(config.direction_window / dt)))
-    wrong_way = _wrong_way_distance(arc, window)
+    wrong_way = terms[:, CandidateTerm.WRONG_WAY]
     multipliers[:, Multiplier.DRIVING_DIRECTION] = np.where(
         wrong_way <= config.direction_compliance,
         1.0,
         np.where(wrong_way <= config.direction_violation, 0.5, 0.0),
     )
-    multipliers[:, Multiplier.STOPS] = _stop_multiplier(front_arc, inp.stops)
+    multipliers[:, Multiplier.STOPS] = _stop_multiplier(
+        terms[:, CandidateTerm.FRONT_ARC_START], terms[:, CandidateTerm.FRONT_ARC_MAX], inp.stops
+    )
     product = multipliers.prod(axis=1)
 
     # -- soft terms --------------------------------------------------------------------------------
     soft = np.ones((n_count, len(SoftTerm)))
     soft_weights = config.soft_weights()
-    gain = np.maximum(arc[:, -1] - arc[:, 0], 0.0)
+    gain = terms[:, CandidateTerm.PROGRESS]
     soft[:, SoftTerm.PROGRESS] = _progress_term(gain, product > 0, config.progress_threshold)
     soft[:, SoftTerm.TTC] = _one_minus(ttc_measure)
-    band = _savgol_band(t_count, dt, config.comfort_window, 2)
-    comfort = cost_kernels.comfort_kernel(cand, np.ascontiguousarray(band[0]), band[1])
+    comfort = terms[:, CandidateTerm.MIN_LON_ACCEL :]
     soft[:, SoftTerm.COMFORT] = _comfort_term(comfort, config)
-    speed = cand[:, 1:, TrajIndex.SPEED]
-    overspeed = np.maximum(speed - _speed_limit_at(inp.reference, arc[:, 1:]), 0.0).mean(axis=1)
+    overspeed = terms[:, CandidateTerm.MEAN_OVERSPEED]
     soft[:, SoftTerm.SPEED_LIMIT] = np.clip(1.0 - overspeed / config.overspeed_tolerance, 0, 1)
-    lateral_mean = np.abs(lateral[:, 1:]).mean(axis=1)
+    lateral_mean = terms[:, CandidateTerm.MEAN_ABS_LATERAL]
     soft[:, SoftTerm.LANE_CENTER] = np.clip(
         1.0 - lateral_mean / config.lane_center_tolerance, 0.0, 1.0
     )

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from kaido.planning.candidates import CandidateConfig
 from kaido.planning.controller import TrajectoryController
 from kaido.planning.planner import Planner, PlannerSettings
 from kaido.planning.types import (
@@ -34,7 +35,7 @@ from kaido.scene.agents import AgentClass, AgentState, Control, EgoState
 from kaido.scene.frame import GroundTruth, TrafficLightColor
 from kaido.scene.raster import RasterSpec
 from kaido.scene.road_map import RoadMap
-from kaido.scene.route_planner import RoutePlan
+from kaido.scene.route_planner import RoadOption, RoutePlan
 from kaido.scene.vehicle import VehicleProfile
 
 FloatArray = npt.NDArray[np.float64]
@@ -72,12 +73,61 @@ class ExpertConfig:
     yield_decel: float = 3.5
     """[m/s²] a yield stop is set only when the ego can still stop for it at this deceleration
     (otherwise the planner's collision terms alone keep it clear)."""
+    yield_along_speed: float = 1.0
+    """[m/s] a cyclist riding along the route faster than this (and faster than it moves
+    across) is a lead to follow, not a road user to yield to."""
+    lane_change_horizon: float = 3.5
+    """[s] a neighbouring lane is clear for a lane change when no vehicle in it comes within the
+    gaps below of the ego over this time (constant speeds along the route) after the ego
+    reaches the change (see ``PrivilegedExpert.lane_clear``)."""
+    lane_change_front_gap: float = 2.0
+    """[m] bumper-to-bumper gap kept to a vehicle ahead in the target lane..."""
+    lane_change_front_headway: float = 0.3
+    """[s] ...plus the ego's speed times this."""
+    lane_change_rear_gap: float = 3.0
+    """[m] bumper-to-bumper gap kept to a vehicle behind in the target lane..."""
+    lane_change_rear_headway: float = 0.6
+    """[s] ...plus that vehicle's speed times this (its time to react)."""
+    lane_change_lookahead: float = 4.0
+    """[s] a lane change of the route is checked once the ego reaches it within this time (at
+    least 1 m/s); when the target lane is not clear, a yield stop before the change's start
+    holds the ego back, if it can stop for it at ``yield_decel``."""
 
     def __post_init__(self) -> None:
-        for name in ("yield_horizon", "yield_clearance", "yield_gap", "yield_decel"):
+        for name in (
+            "yield_horizon",
+            "yield_clearance",
+            "yield_gap",
+            "yield_decel",
+            "yield_along_speed",
+            "lane_change_horizon",
+            "lane_change_front_gap",
+            "lane_change_front_headway",
+            "lane_change_rear_gap",
+            "lane_change_rear_headway",
+            "lane_change_lookahead",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"ExpertConfig.{name} must be finite and >= 0, got {value}")
+
+
+_LANE_CHANGES = (int(RoadOption.CHANGELANELEFT), int(RoadOption.CHANGELANERIGHT))
+_LANE_USERS = frozenset({AgentClass.VEHICLE, AgentClass.CYCLIST, AgentClass.UNKNOWN})
+"""Road users that occupy a lane the ego changes into."""
+_LANE_OVERLAP = 0.3
+"""[m] a road user is in a lane when its box reaches this far into it."""
+
+
+def _frenet(path: FloatArray, path_s: FloatArray, x: float, y: float) -> tuple[float, float]:
+    """(arc length, left offset) [m] of the point (x, y) along the polyline ``path`` ``(P, 3)``
+    [x, y, yaw] with arc lengths ``path_s`` ``(P,)``, extended straight past both ends."""
+    d2 = (path[:, 0] - x) ** 2 + (path[:, 1] - y) ** 2
+    k = int(np.argmin(d2))
+    yaw = float(path[k, 2])
+    dx, dy = x - float(path[k, 0]), y - float(path[k, 1])
+    along = dx * math.cos(yaw) + dy * math.sin(yaw)
+    return float(path_s[k]) + along, -dx * math.sin(yaw) + dy * math.cos(yaw)
 
 
 def first_crossing(path: FloatArray, a: FloatArray, b: FloatArray) -> tuple[int, float] | None:
@@ -99,6 +149,29 @@ def first_crossing(path: FloatArray, a: FloatArray, b: FloatArray) -> tuple[int,
     return j, float(t[j])
 
 
+def expert_planner_settings() -> PlannerSettings:
+    """The planner settings the expert drives with unless it is given others.
+
+    The planner's defaults with three candidate settings changed (closed-loop: after a junction
+    turn the ego kept its heading error for tens of metres and drifted into the oncoming lane):
+
+    * ``lane_change_time`` 2.75 s (default 4 s): every lateral transition, also the return to the
+      lane centre after a turn, spans the distance covered in this time; with 4 s the plan
+      carried the turn's exit heading error 40 m on. 2.75 s keeps a lane change's peak lateral
+      acceleration (5.77 x 3.5 m / 2.75² = 2.7 m/s²) within the 3 m/s² envelope.
+    * ``speed_time_constant`` 0.75 s (default 1.5 s): speed profiles lag a falling speed cap by
+      this time x its slope (``comfort_decel``), so with 1.5 s they reached curves 3 m/s above
+      the curve speed and the envelope's lateral limit made the ego run wide.
+    * ``min_lookahead`` 3 m (default 4 m): the rollouts' pure pursuit cut the exit of tight
+      turns less.
+    """
+    return PlannerSettings(
+        candidates=CandidateConfig(
+            lane_change_time=2.75, speed_time_constant=0.75, min_lookahead=3.0
+        )
+    )
+
+
 class PrivilegedExpert:
     """Plans on ground truth and tracks the plan; see the module docstring."""
 
@@ -114,7 +187,7 @@ class PrivilegedExpert:
         self.road_map = road_map
         self.profile = profile
         self.config = config or ExpertConfig()
-        self.planner = Planner(profile, settings)
+        self.planner = Planner(profile, settings or expert_planner_settings())
         self.controller = TrajectoryController(profile)
         self.predictor = predictor or LaneFollowing(road_map)
         self.route: RoutePlan | None = None
@@ -140,8 +213,15 @@ class PrivilegedExpert:
         self._route_index = lo + int(np.argmin(d))
         return self._route_index
 
-    def reference(self, ego: EgoState) -> tuple[ReferencePath, int, int]:
-        """The route around the ego as a reference path, and its index range on the route."""
+    def reference(
+        self, ego: EgoState, truth: GroundTruth | None = None
+    ) -> tuple[ReferencePath, int, int]:
+        """The route around the ego as a reference path, and its index range on the route.
+
+        The neighbouring lanes' offsets (where the map allows changing into them) let the planner
+        change lanes; with ``truth``, a side whose lane is not clear of vehicles by the ego
+        (:meth:`lane_clear`) gets none, so the planner cannot start a lane change into traffic.
+        """
         assert self.route is not None
         route = self.route
         k = self._progress(ego)
@@ -153,13 +233,34 @@ class PrivilegedExpert:
         lanes = self.road_map.lanes
         left = np.full(i1 - i0, np.nan)
         right = np.full(i1 - i0, np.nan)
+        left_width = np.full(i1 - i0, np.nan)
+        right_width = np.full(i1 - i0, np.nan)
         for j, lane_index in enumerate(route.lanes[i0:i1]):
             lane = lanes[int(lane_index)]
             width = float(np.mean(lane.widths))
             if lane.can_change_left and lane.left_neighbor >= 0:
-                left[j] = 0.5 * (width + float(np.mean(lanes[lane.left_neighbor].widths)))
+                left_width[j] = float(np.mean(lanes[lane.left_neighbor].widths))
+                left[j] = 0.5 * (width + left_width[j])
             if lane.can_change_right and lane.right_neighbor >= 0:
-                right[j] = -0.5 * (width + float(np.mean(lanes[lane.right_neighbor].widths)))
+                right_width[j] = float(np.mean(lanes[lane.right_neighbor].widths))
+                right[j] = -0.5 * (width + right_width[j])
+        if truth is not None:
+            here = k - i0
+            for offsets, widths in ((left, left_width), (right, right_width)):
+                first = np.flatnonzero(np.isfinite(offsets[here:]))
+                if len(first) == 0:
+                    continue
+                j = here + int(first[0])
+                if not self.lane_clear(
+                    ego,
+                    truth,
+                    route.path[i0:i1],
+                    route.s[i0:i1],
+                    float(offsets[j]),
+                    float(widths[j]),
+                    0.0,
+                ):
+                    offsets[:] = np.nan
         path, s, limits = route.path[i0:i1], route.s[i0:i1], route.speed_limits[i0:i1]
         if i1 == len(route.s):
             # the route's end is a goal to drive through, not a wall: extend the reference
@@ -252,14 +353,23 @@ class PrivilegedExpert:
         return tuple(out)
 
     def yields(
-        self, ego: EgoState, truth: GroundTruth, i0: int, i1: int
+        self,
+        ego: EgoState,
+        truth: GroundTruth,
+        i0: int,
+        i1: int,
     ) -> tuple[StopConstraint, ...]:
         """Yield stops before the pedestrians and cyclists about to cross the route ahead.
 
         Each one is placed on the route (arc length ``s``, left offset ``d``) and moved at
-        constant velocity over ``yield_horizon``; when its offset comes within the corridor
-        (ego half width + its half size + ``yield_clearance``) ahead of the ego's front bumper,
-        a stop ``yield_gap`` before it is added, if the ego can still stop at ``yield_decel``.
+        constant velocity over ``yield_horizon``. It is yielded to when, at some step, it is
+        within the corridor (ego half width + its half size + ``yield_clearance`` of the route)
+        ahead of the ego's front bumper *and on the road* (its centre on the map's drivable
+        area): a stop ``yield_gap`` before it is added, if the ego can still stop at
+        ``yield_decel``. Left out:
+        people walking along the sidewalk beside the lane (never on the road), road users
+        leaving the ego's path sideways that are already clear of the ego's body, and cyclists
+        riding along the route (a lead the planner follows, not a crossing).
         """
         assert self.route is not None
         cfg = self.config
@@ -285,14 +395,27 @@ class PrivilegedExpert:
             vx, vy = agent.velocity
             v_s = vx * math.cos(yaw) + vy * math.sin(yaw)
             v_d = -vx * math.sin(yaw) + vy * math.cos(yaw)
-            corridor = (
-                0.5 * self.profile.width
-                + 0.5 * max(agent.box.length, agent.box.width)
-                + cfg.yield_clearance
-            )
+            half_size = 0.5 * max(agent.box.length, agent.box.width)
+            if (
+                agent.agent_class is AgentClass.CYCLIST
+                and v_s > cfg.yield_along_speed
+                and abs(v_d) < v_s
+            ):
+                continue  # riding along the route: a lead, not a crossing
+            body = 0.5 * self.profile.width + half_size
+            if d * v_d > 0.0 and abs(d) > body:
+                continue  # leaving the path sideways, already clear of the ego's body
+            corridor = body + cfg.yield_clearance
             inside = np.abs(d + v_d * steps) < corridor
             if not inside.any():
                 continue
+            when = steps[inside]
+            on_road = self.road_map.on_road(
+                np.stack([agent.box.x + vx * when, agent.box.y + vy * when], axis=1)
+            )
+            if not on_road.any():
+                continue  # beside the road (a sidewalk) all the while it is abreast
+            inside[np.flatnonzero(inside)[~on_road]] = False
             s_cross = s + v_s * float(steps[int(np.argmax(inside))])
             stop = min(s, s_cross) - cfg.yield_gap
             gap = stop - front
@@ -300,6 +423,101 @@ class PrivilegedExpert:
                 continue
             out.append(StopConstraint(s=stop, kind=StopKind.YIELD))
         return tuple(out)
+
+    def lane_clear(
+        self,
+        ego: EgoState,
+        truth: GroundTruth,
+        path: FloatArray,
+        path_s: FloatArray,
+        offset: float,
+        width: float,
+        delay: float,
+    ) -> bool:
+        """Whether the lane ``width`` metres wide whose centre is ``offset`` metres left
+        (negative: right) of ``path`` ``(P, 3)`` (arc lengths ``path_s`` ``(P,)``, extended
+        straight past its ends) is clear for the ego to change into ``delay`` seconds from now.
+
+        Every vehicle, cyclist or unknown road user whose box overlaps that lane laterally is
+        moved along the path at its current speed along it, the ego at its own; over
+        ``[0, delay + lane_change_horizon]`` the bumper-to-bumper gap must stay at least
+        ``lane_change_front_gap + lane_change_front_headway x ego speed`` to one ahead and
+        ``lane_change_rear_gap + lane_change_rear_headway x its speed`` to one behind; one
+        beside the ego is never clear.
+        """
+        cfg = self.config
+        v_ego = max(ego.speed, 0.0)
+        ego_s, _ = _frenet(path, path_s, *self._ego_center(ego))
+        times = np.arange(0.0, delay + cfg.lane_change_horizon + 1e-9, 0.25)
+        for agent in truth.agents:
+            if agent.agent_class not in _LANE_USERS:
+                continue
+            if math.hypot(agent.box.x - ego.pose.x, agent.box.y - ego.pose.y) > (
+                cfg.detection_range
+            ):
+                continue
+            s_a, d_a = _frenet(path, path_s, agent.box.x, agent.box.y)
+            if abs(d_a - offset) >= 0.5 * (width + agent.box.width) - _LANE_OVERLAP:
+                continue
+            k = int(np.clip(np.searchsorted(path_s, s_a), 0, len(path_s) - 1))
+            yaw = float(path[k, 2])
+            v_a = agent.velocity[0] * math.cos(yaw) + agent.velocity[1] * math.sin(yaw)
+            gap = (s_a - ego_s) + (v_a - v_ego) * times
+            half = 0.5 * (agent.box.length + self.profile.length)
+            ahead = gap >= 0.0
+            need = np.where(
+                ahead,
+                cfg.lane_change_front_gap + cfg.lane_change_front_headway * v_ego,
+                cfg.lane_change_rear_gap + cfg.lane_change_rear_headway * max(v_a, 0.0),
+            )
+            if np.any(np.abs(gap) - half < need):
+                return False
+        return True
+
+    def lane_change_stops(
+        self, ego: EgoState, truth: GroundTruth, i0: int, i1: int
+    ) -> tuple[StopConstraint, ...]:
+        """A yield stop before the route's next lane change while its target lane is not clear.
+
+        The change is the first route point ahead whose road option is a lane change (the ego
+        not in one already); once the ego reaches it within ``lane_change_lookahead`` seconds,
+        the target lane (beside the stretch of route before the change) is checked with
+        :meth:`lane_clear`. When it is not clear the stop, at the change's start, holds the ego
+        in its lane (if it can stop for it at ``yield_decel``) until a gap comes.
+        """
+        assert self.route is not None
+        cfg = self.config
+        route = self.route
+        k = self._route_index
+        options = route.options
+        if int(options[k]) in _LANE_CHANGES:
+            return ()
+        change = np.flatnonzero(np.isin(options[k:i1], _LANE_CHANGES))
+        if len(change) == 0:
+            return ()
+        j = k + int(change[0])
+        front = float(route.s[k]) + self.profile.length - self.profile.rear_overhang
+        gap = float(route.s[j]) - front
+        v = max(ego.speed, 0.0)
+        reach = max(gap, 0.0) / max(v, 1.0)
+        if gap <= 0.0 or reach > cfg.lane_change_lookahead:
+            return ()
+        lanes = self.road_map.lanes
+        origin, target = lanes[int(route.lanes[j - 1])], lanes[int(route.lanes[j])]
+        side = 1.0 if int(options[j]) == int(RoadOption.CHANGELANELEFT) else -1.0
+        offset = side * 0.5 * (float(np.mean(origin.widths)) + float(np.mean(target.widths)))
+        before = slice(i0, j + 1)
+        width = float(np.mean(target.widths))
+        if self.lane_clear(ego, truth, route.path[before], route.s[before], offset, width, reach):
+            return ()
+        if v * v / (2.0 * gap) > cfg.yield_decel:
+            return ()
+        return (StopConstraint(s=float(route.s[j]), kind=StopKind.YIELD),)
+
+    def _ego_center(self, ego: EgoState) -> tuple[float, float]:
+        c, s = math.cos(ego.pose.yaw), math.sin(ego.pose.yaw)
+        ahead = self.profile.rear_axle_to_center
+        return ego.pose.x + ahead * c, ego.pose.y + ahead * s
 
     def drivable(self, ego: EgoState) -> DrivableField:
         """Signed distance [m] to the drivable area's edge around the ego."""
@@ -317,7 +535,7 @@ class PrivilegedExpert:
         )
 
     def planner_input(self, ego: EgoState, truth: GroundTruth, timestamp_ns: int) -> PlannerInput:
-        reference, i0, i1 = self.reference(ego)
+        reference, i0, i1 = self.reference(ego, truth)
         near: list[AgentState] = [
             agent
             for agent in truth.agents
@@ -332,7 +550,9 @@ class PrivilegedExpert:
             reference=reference,
             agents=agents,
             drivable=self.drivable(ego),
-            stops=self.stops(ego, truth, i0, i1) + self.yields(ego, truth, i0, i1),
+            stops=self.stops(ego, truth, i0, i1)
+            + self.yields(ego, truth, i0, i1)
+            + self.lane_change_stops(ego, truth, i0, i1),
             ego_length=self.profile.length,
             ego_width=self.profile.width,
             rear_axle_to_center=self.profile.rear_axle_to_center,

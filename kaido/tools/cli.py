@@ -7,6 +7,7 @@ line on stderr that names what is wrong.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -119,8 +120,9 @@ def _cmd_drive(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         video=not args.no_video,
         agent_options={"checkpoint": Path(args.checkpoint)} if args.checkpoint else {},
-        **({"rig": Path(args.rig)} if args.rig else {}),
     )
+    if args.rig:
+        options = dataclasses.replace(options, rig=Path(args.rig))
     episode = drive(options)
     r = episode.result
     rows = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -299,6 +300,80 @@ def test_each_kernel_matches_its_reference_on_random_inputs(seed: int) -> None:
     fast = kernels.rollout_kernel(*roll)
     np.testing.assert_allclose(fast, rollout_reference(*roll), rtol=0.0, atol=1e-9)
     assert_feasible(fast, ego_state(0.0, 0.0, 0.0, 0.0, float(start[4])), PROFILE)
+
+
+@numba.njit(cache=True)
+def _elementary(x: np.ndarray) -> np.ndarray:
+    """``(len(x), 4)``: the kernels' sin, cos, atan and (for |x| <= pi/4) sin(x)/x."""
+    out = np.full((x.shape[0], 4), np.nan)
+    for i in range(x.shape[0]):
+        out[i, 0], out[i, 1] = kernels.sincos(x[i])
+        out[i, 2] = kernels.arctan(x[i])
+        if abs(x[i]) <= 0.25 * math.pi:
+            out[i, 3] = kernels.sinc_small(x[i])
+    return out
+
+
+def test_branch_free_elementary_functions_match_numpy() -> None:
+    rng = np.random.default_rng(0)
+    quarter = 0.25 * math.pi
+    edges = [0.0, -0.0, 1e-300, 1e-9, quarter, -quarter, 0.5 * math.pi, math.pi, -math.pi,
+             2.0 * math.pi, 0.66, 2.414213562373095, 2.4142135623730954, 1e5, -1e5]  # fmt: skip
+    x = np.concatenate(
+        [edges, rng.uniform(-1.0, 1.0, 4000), rng.uniform(-8.0, 8.0, 4000),
+         np.sign(rng.normal(size=2000)) * 10.0 ** rng.uniform(-8.0, 5.0, 2000)]
+    )  # fmt: skip
+    got = _elementary(x)
+    # within two ulp of 1 (the reduction by pi/4 in three parts keeps large arguments exact)
+    assert np.all(np.abs(got[:, 0] - np.sin(x)) <= 4.5e-16)
+    assert np.all(np.abs(got[:, 1] - np.cos(x)) <= 4.5e-16)
+    np.testing.assert_allclose(got[:, 2], np.arctan(x), rtol=4e-16, atol=0.0)
+    small = np.abs(x) <= quarter
+    with np.errstate(invalid="ignore"):
+        sinc = np.where(x == 0.0, 1.0, np.sin(x) / np.where(x == 0.0, 1.0, x))
+    np.testing.assert_allclose(got[small, 3], sinc[small], rtol=4e-16, atol=0.0)
+    assert got[0, 0] == 0.0 and got[0, 1] == 1.0 and got[0, 2] == 0.0
+
+
+def test_rollout_turns_beyond_the_polynomials_range_match_the_reference() -> None:
+    """A wheel angle beyond 45° and half-turns beyond 45° per step take the library path."""
+    rng = np.random.default_rng(5)
+    xy, normal, s0, ds = random_grid(rng)
+    num = 70  # more than two blocks of lanes
+    i0 = 20
+    start = np.array([xy[i0, 0], xy[i0, 1], math.atan2(normal[i0, 0], -normal[i0, 1]), 14.0, 0.0])
+    s_ego = s0 + i0 * ds
+    cap = np.full(len(xy), 14.0)
+    params = np.array([0.1, -3.5, 2.0, 1.5, 2.0, 0.5])
+    fractions = rng.uniform(0.6, 1.0, 5)
+    profiles = kernels.speed_profiles_kernel(
+        cap, s0, ds, s_ego, 14.0, fractions, np.full(5, np.inf), params, T
+    )
+    lateral = np.empty((num, len(LateralIndex)))
+    lateral[:, LateralIndex.D_START] = 0.0
+    lateral[:, LateralIndex.SLOPE_START] = 0.0
+    lateral[:, LateralIndex.D_TARGET] = rng.uniform(-12.0, 12.0, num)
+    lateral[:, LateralIndex.S_START] = s_ego
+    lateral[:, LateralIndex.LENGTH] = rng.uniform(3.0, 6.0, num)
+    nimble = dataclasses.replace(
+        PROFILE, wheelbase=1.2, max_steer=math.radians(59.0), max_steer_rate=math.radians(900.0)
+    )
+    params_roll = rollout_params(
+        nimble,
+        PLANNER,
+        dataclasses.replace(CandidateConfig(), min_lookahead=1.0, lookahead_gain=0.05),
+    )
+    roll = (xy, normal, s0, ds, i0, start, lateral, rng.integers(0, 5, num).astype(np.int64),
+            profiles, np.full(num, np.inf), params_roll)  # fmt: skip
+    # the first steps: these spinning candidates amplify last-bit differences exponentially
+    # (a chaotic system), so that later steps of any two implementations part
+    steps = 12
+    fast = kernels.rollout_kernel(*roll)[:, :steps]
+    np.testing.assert_allclose(fast, rollout_reference(*roll)[:, :steps], rtol=0.0, atol=1e-9)
+    kappa = fast[..., TrajIndex.CURVATURE]
+    half_turn = 0.5 * kappa * fast[..., TrajIndex.SPEED] * PLANNER.dt
+    assert np.sum(np.abs(np.arctan(kappa * nimble.wheelbase)) > 0.25 * math.pi) > 20
+    assert np.sum(np.abs(half_turn) > 0.25 * math.pi) > 10
 
 
 def test_generation_is_deterministic() -> None:

@@ -313,6 +313,112 @@ def test_interaction_kernels_without_agents() -> None:
     assert m.tolist() == [0.0] and f.tolist() == [-1]
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_interaction_kernel_matches_reference(seed: int) -> None:
+    """Both measures in one pass, with separate weights (a mode may count for one measure only)
+    and saturation: a saturated measure reads the saturation, the first steps stay exact."""
+    cand, lateral, modes, sizes, weights = random_interaction_case(seed + 200, n=40, a=8)
+    rng = np.random.default_rng(seed)
+    ttc_weights = weights * (rng.random(weights.shape) > 0.2)
+    collision_weights = weights * (rng.random(weights.shape) > 0.2)
+    t = cand.shape[1]
+    for saturation in (math.inf, 1.0, 0.3):
+        want = costs.interaction_reference(
+            cand, lateral, modes, 0.5 * sizes, collision_weights, ttc_weights, LENGTH, WIDTH,
+            REAR, 0.05, COS_BEHIND, t, TAUS, saturation,
+        )  # fmt: skip
+        for cell in (0.7, 6.0):
+            got = ck.interaction_kernel(
+                cand, lateral, modes, 0.5 * sizes, collision_weights, ttc_weights, LENGTH,
+                WIDTH, REAR, 0.05, COS_BEHIND, t, TAUS, cell, saturation,
+            )  # fmt: skip
+            for g, w in zip(got, want, strict=True):
+                np.testing.assert_allclose(g, w, rtol=0, atol=1e-12)
+    # saturation changes what it must: some measures are clipped, none of the first steps
+    full = costs.interaction_reference(
+        cand, lateral, modes, 0.5 * sizes, collision_weights, ttc_weights, LENGTH, WIDTH, REAR,
+        0.05, COS_BEHIND, t, TAUS, math.inf,
+    )  # fmt: skip
+    assert np.any(full[0] > 0.3) and np.any(full[2] > 0.3)
+
+
+def test_interaction_kernel_blocks_and_windows_do_not_matter() -> None:
+    """More candidates than a block, a horizon that is not a whole number of windows, and
+    candidates in any order give the same rows."""
+    cand, lateral, modes, sizes, weights = random_interaction_case(7, n=37, t=23)
+    args = (modes, 0.5 * sizes, weights, weights, LENGTH, WIDTH, REAR, 0.05, COS_BEHIND, 23,
+            TAUS, 6.0, 1.0)  # fmt: skip
+    got = ck.interaction_kernel(cand, lateral, *args)
+    perm = np.random.default_rng(0).permutation(37)
+    shuffled = ck.interaction_kernel(
+        np.ascontiguousarray(cand[perm]), np.ascontiguousarray(lateral[perm]), *args
+    )
+    for g, s in zip(got, shuffled, strict=True):
+        np.testing.assert_array_equal(g[perm], s)
+    assert (got[1] >= 0).sum() > 5 and (got[3] >= 0).sum() > 5
+
+
+def test_mode_box_states_kernel_matches_reference() -> None:
+    rng = np.random.default_rng(4)
+    modes = rng.normal(scale=5.0, size=(5, 3, 11, len(ModeIndex)))
+    modes[..., ModeIndex.YAW] = rng.uniform(-10, 10, (5, 3, 11))
+    np.testing.assert_allclose(
+        ck.mode_box_states_kernel(modes), costs.agent_box_states(modes), rtol=0, atol=1e-15
+    )
+
+
+def random_candidates_near(
+    path: np.ndarray, s: np.ndarray, rng: np.random.Generator, n: int, t: int
+) -> np.ndarray:
+    """Candidates ``(n, t, 6)`` driving along ``path`` (some backwards, some stopped, some past
+    either end) with lateral offsets and headings around the path's."""
+    out = np.zeros((n, t, len(TrajIndex)))
+    speed = rng.uniform(-3.0, 16.0, (n, 1)) * (rng.random((n, 1)) > 0.1)
+    along = rng.uniform(-10.0, s[-1] - s[0] + 5.0, (n, 1)) + np.cumsum(
+        np.broadcast_to(speed * DT, (n, t)), axis=1
+    )
+    index = np.interp(along, s - s[0], np.arange(len(s)))
+    j = np.clip(index.astype(int), 0, len(s) - 2)
+    frac = (index - j)[..., None]
+    point = path[j, :2] + frac * (path[j + 1, :2] - path[j, :2])
+    heading = path[j, 2]
+    offset = rng.uniform(-3.0, 3.0, (n, 1)) + rng.normal(0, 0.3, (n, t))
+    out[..., TrajIndex.X] = point[..., 0] - offset * np.sin(heading)
+    out[..., TrajIndex.Y] = point[..., 1] + offset * np.cos(heading)
+    out[..., TrajIndex.YAW] = heading + rng.normal(0, 0.2, (n, t)) + np.pi * (speed < 0)
+    out[..., TrajIndex.SPEED] = np.abs(speed) + rng.normal(0, 0.5, (n, t))
+    out[..., TrajIndex.ACCEL] = rng.normal(0, 2.0, (n, t))
+    out[..., TrajIndex.CURVATURE] = rng.normal(0, 0.05, (n, t))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_candidate_terms_kernel_matches_reference(seed: int) -> None:
+    path, s = _curvy_path(seed)
+    rng = np.random.default_rng(seed + 70)
+    cand = random_candidates_near(path, s, rng, n=45, t=30)
+    cand[3:6, 0] = cand[2, 0]  # rows that start at the same pose share the start segment
+    limits = np.where(rng.random(len(s)) < 0.2, np.inf, rng.uniform(3.0, 15.0, len(s)))
+    index, coef = costs._savgol_band(30, DT, 5, 2)
+    args = (np.ascontiguousarray(path[:, :2]), s, limits, REAR, FRONT, 0.5 * WIDTH, 1.75, 10,
+            index, coef)  # fmt: skip
+    got = ck.candidate_terms_kernel(cand, *args)
+    want = costs.candidate_terms_reference(cand, *args)
+    np.testing.assert_allclose(got[0], want[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got[2], want[2], rtol=1e-12, atol=1e-9)
+    # the lane test away from its threshold (where a last-bit difference may flip it)
+    np.testing.assert_array_equal(got[1], want[1])
+    assert got[1].any() and not got[1].all()
+    assert got[3].all() and (got[2][:, ck.CandidateTerm.WRONG_WAY] > 2.0).any()
+    assert (got[2][:, ck.CandidateTerm.MEAN_OVERSPEED] > 0.0).any()
+    # a non-finite value anywhere in a row is reported for that row only
+    bad = cand.copy()
+    bad[7, 12, TrajIndex.CURVATURE] = np.nan
+    bad[9, 0, TrajIndex.X] = np.inf
+    finite = ck.candidate_terms_kernel(bad, *args)[3]
+    assert finite.tolist() == [n not in (7, 9) for n in range(45)]
+
+
 def _curvy_path(seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     ds = rng.uniform(0.5, 2.0, 120)
@@ -678,6 +784,56 @@ def test_scores_lie_in_the_unit_interval() -> None:
         result.scores, product * (result.soft @ result.soft_weights) / result.soft_weights.sum()
     )
     assert not result.scores.flags.writeable
+
+
+def _mixed_scene(seed: int) -> tuple[np.ndarray, PlannerInput]:
+    rng = np.random.default_rng(seed)
+    cands = []
+    for _ in range(70):
+        c = straight(rng.uniform(0, 20), rng.uniform(-7, 3), drift=rng.uniform(-2, 2))
+        c[:, TrajIndex.CURVATURE] = rng.uniform(-0.05, 0.05)
+        cands.append(c)
+    tracks = [[agent_track(rng.uniform(-20, 80), rng.uniform(-6, 6), rng.uniform(0, 12),
+                           rng.uniform(-3, 3)) for _ in range(2)] for _ in range(5)]  # fmt: skip
+    agents = agents_from(tracks, classes=list(rng.integers(0, 5, 5)))
+    occ = OccupancyForecast(rng.random((T, 100, 40)), np.zeros(3), 1.0, 80.0, 20.0)
+    stops = (StopConstraint(s=90.0, kind=StopKind.RED_LIGHT),)
+    return np.stack(cands), make_input(agents, corridor(y_min=-9.0, y_max=9.0), occ, stops)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_scores_match_the_numpy_reference_path(seed: int, monkeypatch: Any) -> None:
+    """The whole score with every kernel swapped for its NumPy reference."""
+    cands, inp = _mixed_scene(seed)
+    fast = score_candidates(cands, inp, PROFILE)
+    monkeypatch.setattr(costs, "cost_kernels", costs.REFERENCE_KERNELS)
+    slow = score_candidates(cands, inp, PROFILE)
+    np.testing.assert_allclose(fast.scores, slow.scores, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fast.multipliers, slow.multipliers, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fast.soft, slow.soft, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(fast.collision_time, slow.collision_time)
+    for name, values in fast.raw.items():
+        np.testing.assert_allclose(values, slow.raw[name], rtol=1e-9, atol=1e-9, err_msg=name)
+    assert (fast.collision_time >= 0).sum() > 3 and (fast.scores > 0).sum() > 3
+
+
+def test_collision_and_ttc_measures_saturate_at_one() -> None:
+    """Three certain hits: the measure reads 1 (the term is 0 either way), the first step is the
+    first hit's."""
+    agents = agents_from([[agent_track(x, 0.0, 0.0)] for x in (30.0, 45.0, 60.0)])
+    result = score([straight(10.0)], make_input(agents))
+    assert result.raw["collision_measure"][0] == 1.0
+    assert result.raw["ttc_measure"][0] == 1.0
+    assert result.collision_time[0] == math.ceil((30.0 - 2.3 - FRONT) / 10.0 / DT)
+    assert result.multipliers[0, Multiplier.NO_AT_FAULT_COLLISION] == 0.0
+    assert result.soft[0, SoftTerm.TTC] == 0.0
+    # unsaturated, the kernels sum every hit
+    ego = ego_states(straight(10.0))
+    states = costs.agent_box_states(agents.modes)
+    full = ck.collision_kernel(ego, np.zeros((1, T), bool), states, 0.5 * agents.sizes,
+                               agents.probabilities, LENGTH, WIDTH, REAR, 0.05, COS_BEHIND, T,
+                               6.0)  # fmt: skip
+    assert full[0][0] == pytest.approx(3.0) and full[1][0] == result.collision_time[0]
 
 
 def test_breakdown_names_every_term() -> None:
