@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import queue
 import time
 import traceback
@@ -70,16 +71,18 @@ ROUTES: tuple[BenchRoute, ...] = (
 the benchmark within minutes."""
 
 
-def _options(route: BenchRoute, out_dir: Path) -> DriveOptions:
+def _options(
+    route: BenchRoute, out_dir: Path, agent: str = "expert", sensors: bool = False
+) -> DriveOptions:
     leaderboard = route.map_name is not None
     return DriveOptions(
         out_dir=out_dir / route.name,
-        agent="expert",
+        agent=agent,
         map_path=DATA / "maps" / f"{route.map_name}.xodr" if leaderboard else None,
         routes=LB1_ROUTES if leaderboard else None,
         route_id=route.route_id,
         seed=route.seed,
-        sensors=False,
+        sensors=sensors,
         traffic_density=TRAFFIC_DENSITY,
         pedestrians=PEDESTRIANS,
         progress=False,
@@ -98,14 +101,17 @@ def _missing(route: BenchRoute) -> str | None:
     return None
 
 
-def _run_route(route: BenchRoute, out_dir: Path) -> dict[str, Any]:
-    """Drive one route (in a worker process) and summarise it as a row."""
+def _run_route(
+    route: BenchRoute, out_dir: Path, agent: str = "expert", sensors: bool = False
+) -> dict[str, Any]:
+    """Drive one route (in a worker process) with ``agent`` and summarise it as a row."""
     t0 = time.perf_counter()
-    episode = drive(_options(route, out_dir))
+    episode = drive(_options(route, out_dir, agent, sensors))
     r = episode.result
     kinds = Counter(i.kind.key for i in r.infractions)
     return {
         "route": route.name,
+        "agent": agent,
         "town": r.town_name,
         "route_id": route.route_id,
         "seed": route.seed,
@@ -147,10 +153,13 @@ def _short(row: dict[str, Any]) -> str:
     return ", ".join(parts) or "-"
 
 
-def _worker(route: BenchRoute, base: Path, results: Any) -> None:
-    """Worker process body: one route, its row (or the error) onto the ``results`` queue."""
+def _worker(route: BenchRoute, base: Path, results: Any, agent: str, sensors: bool) -> None:
+    """Worker process body: one route, its row (or the error) onto the ``results`` queue. Math
+    libraries run on one thread: the workers share the cores."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
     try:
-        results.put((route.name, _run_route(route, base), None))
+        results.put((route.name, _run_route(route, base, agent, sensors), None))
     except Exception:  # the parent reports it; the other routes go on
         results.put((route.name, None, traceback.format_exc()))
 
@@ -161,9 +170,15 @@ def _stop(running: dict[str, Any]) -> None:
         process.join()
 
 
-def _run_all(routes: list[BenchRoute], base: Path, workers: int) -> list[dict[str, Any]]:
-    """Rows of ``routes`` in order, each driven in a fresh forked process (libsumo holds one
-    simulation per process), at most ``workers`` at a time."""
+def _run_all(
+    routes: list[BenchRoute],
+    base: Path,
+    workers: int,
+    agent: str = "expert",
+    sensors: bool = False,
+) -> list[dict[str, Any]]:
+    """Rows of ``routes`` in order, each driven by ``agent`` in a fresh forked process (libsumo
+    holds one simulation per process), at most ``workers`` at a time."""
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     # the longest routes (the leaderboard's, Town06 first) start first: the pool drains evenly
@@ -173,7 +188,7 @@ def _run_all(routes: list[BenchRoute], base: Path, workers: int) -> list[dict[st
     while pending or running:
         while pending and len(running) < workers:
             route = pending.pop(0)
-            process = context.Process(target=_worker, args=(route, base, results))
+            process = context.Process(target=_worker, args=(route, base, results, agent, sensors))
             process.start()
             running[route.name] = process
         try:
@@ -182,12 +197,12 @@ def _run_all(routes: list[BenchRoute], base: Path, workers: int) -> list[dict[st
             dead = [n for n, p in running.items() if not p.is_alive() and p.exitcode != 0]
             if dead:
                 _stop(running)
-                raise RuntimeError(f"bench expert: the worker of route {dead[0]} died") from None
+                raise RuntimeError(f"bench: the worker of route {dead[0]} died") from None
             continue
         running.pop(name).join()
         if error is not None:
             _stop(running)
-            raise RuntimeError(f"bench expert: route {name} failed:\n{error}")
+            raise RuntimeError(f"bench: route {name} failed:\n{error}")
         rows[name] = row
     return [rows[route.name] for route in routes]
 

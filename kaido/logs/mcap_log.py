@@ -1027,6 +1027,9 @@ class LogReadReport:
     """The file ended with its footer and closing magic (it was closed normally)."""
     error: str | None
     """None when complete; else where and why reading stopped (byte offset, record)."""
+    time_reversals: tuple[str, ...] = ()
+    """One line per message whose log time is earlier than the message before it in the file:
+    its position (message number from 0, over every topic), topic and both times [ns]."""
 
 
 def _opcode_name(opcode: int) -> str:
@@ -1052,6 +1055,7 @@ class _Scan:
         self.metadata: dict[str, dict[str, str]] = {}
         self.schemas: dict[int, Schema] = {}
         self.channels: dict[int, Channel] = {}
+        self.time_reversals: list[str] = []
         with open(path, "rb") as f:
             head = f.read(len(_MAGIC))
         if head != _MAGIC and not _MAGIC.startswith(head):
@@ -1184,7 +1188,15 @@ def _iterate(
     scan: _Scan, topics: frozenset[str] | None, counter: list[int]
 ) -> Iterator[LogMessage]:
     decoders = _Decoders()
-    for channel, record in scan.messages():
+    previous: tuple[int, str] | None = None
+    for position, (channel, record) in enumerate(scan.messages()):
+        t = int(record.log_time)
+        if previous is not None and t < previous[0]:
+            scan.time_reversals.append(
+                f"message {position} on {channel.topic!r}: log time {t} ns is before the "
+                f"previous message's {previous[0]} ns (on {previous[1]!r})"
+            )
+        previous = (t, channel.topic)
         if topics is not None and channel.topic not in topics:
             continue
         schema = scan.schemas.get(channel.schema_id)
@@ -1218,7 +1230,8 @@ def read_log(path: Path, topics: Sequence[str] | None = None) -> Iterator[LogMes
     """Stream the messages of an MCAP log in file order (only ``topics`` when given).
 
     A truncated or damaged file yields every complete message before the damage, then stops
-    without raising (:func:`read_log_with_report` says where it broke). A file that is not MCAP
+    without raising (:func:`read_log_with_report` says where it broke, and where log times go
+    backwards). A file that is not MCAP
     raises ``ValueError`` naming it, right away; a missing file raises ``FileNotFoundError``.
     """
     scan = _Scan(Path(path))
@@ -1232,7 +1245,12 @@ def read_log_with_report(
     scan = _Scan(Path(path))
     counter = [0]
     messages = list(_iterate(scan, _topic_filter(topics), counter))
-    return messages, LogReadReport(messages=counter[0], complete=scan.complete, error=scan.error)
+    return messages, LogReadReport(
+        messages=counter[0],
+        complete=scan.complete,
+        error=scan.error,
+        time_reversals=tuple(scan.time_reversals),
+    )
 
 
 def log_summary(path: Path) -> dict[str, Any]:

@@ -25,7 +25,8 @@ operation by operation):
   together, so that the compiler vectorises the step over them: the branches are selects and
   ``sin``, ``cos``, ``tan`` and ``atan`` are the branch-free Cephes polynomials of
   :func:`sincos` and :func:`arctan` (within a few units in the last place of the C library's);
-  segment parameters multiply by precomputed reciprocals of the grid segments' squared lengths.
+  segment parameters multiply by precomputed reciprocals of the grid segments' squared lengths,
+  and the compiler may fuse ``a·b + c`` into one rounding (``fastmath={"contract"}`` only).
 """
 
 from __future__ import annotations
@@ -476,6 +477,185 @@ def _arc_step(
 # -- kernels -------------------------------------------------------------------------------------
 
 
+@numba.njit(cache=True, error_model="numpy")
+def unwrap_kernel(angles: FloatArray) -> FloatArray:
+    """``numpy.unwrap`` of ``angles`` ``(P,)`` [rad] (period 2π): jumps beyond π become their
+    2π complements (a jump of exactly π keeps its sign), accumulated along the array."""
+    out = np.empty_like(angles)
+    if angles.shape[0] == 0:
+        return out
+    out[0] = angles[0]
+    correction = 0.0
+    for i in range(1, angles.shape[0]):
+        jump = angles[i] - angles[i - 1]
+        wrapped = (jump + math.pi) % (2.0 * math.pi) - math.pi
+        if wrapped == -math.pi and jump > 0.0:
+            wrapped = math.pi
+        if not abs(jump) < math.pi:
+            correction += wrapped - jump
+        out[i] = angles[i] + correction
+    return out
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _interp_at(x: float, xp: FloatArray, fp: FloatArray, j: int) -> float:
+    """``numpy.interp(x, xp, fp)`` given ``j`` = the number of ``xp`` at or below ``x`` minus 1
+    (-1 before ``xp[0]``), with NumPy's rules at the ends and for non-finite values."""
+    last = xp.shape[0] - 1
+    if j < 0:
+        return fp[0]
+    if j >= last:
+        return fp[last]
+    if xp[j] == x:
+        return fp[j]
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    out = slope * (x - xp[j]) + fp[j]
+    if math.isnan(out):
+        out = slope * (x - xp[j + 1]) + fp[j + 1]
+        if math.isnan(out) and fp[j] == fp[j + 1]:
+            out = fp[j]
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def reference_grid_kernel(
+    path: FloatArray,
+    path_s: FloatArray,
+    speed_limits: FloatArray,
+    left_offsets: FloatArray,
+    right_offsets: FloatArray,
+    s_from: float,
+    ds: float,
+    count: int,
+    smoothing_window: int,
+    curve_lateral_accel: float,
+    comfort_decel: float,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """The reference grid of ``kaido.planning.candidates.build_reference_grid`` (its NumPy
+    reference): ``count`` points ``ds`` [m] apart from arc length ``s_from`` along the path
+    ``(P, 3)`` [x, y, yaw] with arc lengths ``path_s`` ``(P,)``.
+
+    Positions and (unwrapped) yaws are interpolated linearly in ``s`` and continue straight
+    along the end yaws beyond the path; normals come from the yaws. The speed cap is the
+    interpolated limit, lowered to ``sqrt(curve_lateral_accel / |curvature|)`` (the yaw's
+    gradient, smoothed by a centred moving average of ``smoothing_window`` points, odd, the
+    ends repeated) and ahead of slower stretches (braking at ``comfort_decel`` [m/s²]).
+    Returns ``xy`` ``(G, 2)``, ``normal`` ``(G, 2)``, ``speed_limit``, ``speed_cap``,
+    ``left_offsets``, ``right_offsets`` ``(G,)``.
+    """
+    yaw_ref = unwrap_kernel(path[:, 2])
+    last = path_s.shape[0] - 1
+    xy = np.empty((count, 2))
+    normal = np.empty((count, 2))
+    limit = np.empty(count)
+    left = np.empty(count)
+    right = np.empty(count)
+    yaw = np.empty(count)
+    j = -1
+    for i in range(count):
+        s = s_from + ds * i
+        while j < last and path_s[j + 1] <= s:
+            j += 1
+        if s < path_s[0]:
+            along = s - path_s[0]
+            xy[i, 0] = path[0, 0] + along * math.cos(yaw_ref[0])
+            xy[i, 1] = path[0, 1] + along * math.sin(yaw_ref[0])
+        elif s > path_s[last]:
+            along = s - path_s[last]
+            xy[i, 0] = path[last, 0] + along * math.cos(yaw_ref[last])
+            xy[i, 1] = path[last, 1] + along * math.sin(yaw_ref[last])
+        else:
+            xy[i, 0] = _interp_at(s, path_s, path[:, 0], j)
+            xy[i, 1] = _interp_at(s, path_s, path[:, 1], j)
+        yaw[i] = _interp_at(s, path_s, yaw_ref, j)
+        normal[i, 0] = -math.sin(yaw[i])
+        normal[i, 1] = math.cos(yaw[i])
+        limit[i] = _interp_at(s, path_s, speed_limits, j)
+        left[i] = _interp_at(s, path_s, left_offsets, j)
+        right[i] = _interp_at(s, path_s, right_offsets, j)
+    # curvature: the yaw's gradient, then the moving average
+    curvature = np.empty(count)
+    curvature[0] = (yaw[1] - yaw[0]) / ds
+    curvature[count - 1] = (yaw[count - 1] - yaw[count - 2]) / ds
+    for i in range(1, count - 1):
+        curvature[i] = (yaw[i + 1] - yaw[i - 1]) / (2.0 * ds)
+    if smoothing_window > 1:
+        half = smoothing_window // 2
+        weight = 1.0 / smoothing_window
+        smooth = np.empty(count)
+        for i in range(count):
+            total = 0.0
+            for k in range(smoothing_window):
+                total += curvature[min(max(i + k - half, 0), count - 1)] * weight
+            smooth[i] = total
+        curvature = smooth
+    # the cap: curve limit, then anticipating slower stretches (backwards running minimum)
+    brake = 2.0 * comfort_decel
+    cap = np.empty(count)
+    lowest = math.inf
+    for i in range(count - 1, -1, -1):
+        a = abs(curvature[i])
+        curve_limit = math.sqrt(curve_lateral_accel / a) if a > 0.0 else math.inf
+        local = min(limit[i], curve_limit)
+        along = (s_from + ds * i) - s_from
+        lowest = min(lowest, local * local + brake * along)
+        cap[i] = math.sqrt(max(lowest - brake * along, 0.0))
+    return xy, normal, limit, cap, left, right
+
+
+@numba.njit(cache=True, error_model="numpy")
+def project_pose_kernel(
+    path: FloatArray, path_s: FloatArray, x: float, y: float, yaw: float
+) -> tuple[float, float, float, int]:
+    """The pose ``(x, y, yaw)`` projected on the path ``(P, 3)`` (arc lengths ``path_s``), as
+    ``kaido.planning.candidates.project_on_path`` (its NumPy reference): the nearest segment
+    among those heading within 90° of ``yaw`` (any when none does); returns ``(s, d,
+    heading_error, segment)``."""
+    seg_count = path.shape[0] - 1
+    best = math.inf
+    best_aligned = math.inf
+    i_any = 0
+    i_aligned = -1
+    for j in range(seg_count):
+        ex = path[j + 1, 0] - path[j, 0]
+        ey = path[j + 1, 1] - path[j, 1]
+        den = max(ex * ex + ey * ey, SEGMENT_EPS)
+        rx = x - path[j, 0]
+        ry = y - path[j, 1]
+        u = min(max((rx * ex + ry * ey) / den, 0.0), 1.0)
+        qx = path[j, 0] + u * ex - x
+        qy = path[j, 1] + u * ey - y
+        dist2 = qx * qx + qy * qy
+        if dist2 < best:
+            best = dist2
+            i_any = j
+        diff = yaw - math.atan2(ey, ex)
+        if abs((diff + math.pi) % (2.0 * math.pi) - math.pi) < 0.5 * math.pi and (
+            dist2 < best_aligned
+        ):
+            best_aligned = dist2
+            i_aligned = j
+    i = i_aligned if i_aligned >= 0 else i_any
+    ex = path[i + 1, 0] - path[i, 0]
+    ey = path[i + 1, 1] - path[i, 1]
+    den = max(ex * ex + ey * ey, SEGMENT_EPS)
+    rx = x - path[i, 0]
+    ry = y - path[i, 1]
+    t = (rx * ex + ry * ey) / den
+    if i > 0:
+        t = max(t, 0.0)
+    if i < seg_count - 1:
+        t = min(t, 1.0)
+    s = path_s[i] + t * (path_s[i + 1] - path_s[i])
+    d = (ex * ry - ey * rx) / math.sqrt(den)
+    yaw_ref = unwrap_kernel(path[:, 2])
+    j = -1
+    while j < seg_count and path_s[j + 1] <= s:
+        j += 1
+    error = yaw - _interp_at(s, path_s, yaw_ref, j)
+    return s, d, (error + math.pi) % (2.0 * math.pi) - math.pi, i
+
+
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def project_agents_kernel(
     grid_xy: FloatArray,
@@ -674,7 +854,7 @@ def idm_profiles_kernel(
     return out
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _rollout_block(
     n0: int,
     count: int,

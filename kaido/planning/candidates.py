@@ -343,7 +343,8 @@ def _wrap(angle: Any) -> Any:
 
 def project_on_path(reference: ReferencePath, x: float, y: float, yaw: float) -> PathProjection:
     """Project the pose ``(x, y, yaw)`` on ``reference``: the nearest segment among those heading
-    within 90° of ``yaw`` (any segment when none does)."""
+    within 90° of ``yaw`` (any segment when none does). The NumPy reference of
+    :func:`~kaido.planning.candidate_kernels.project_pose_kernel`."""
     p = reference.path[:, :2]
     e = np.diff(p, axis=0)
     den = np.maximum(np.einsum("ij,ij->i", e, e), SEGMENT_EPS)
@@ -369,6 +370,42 @@ def project_on_path(reference: ReferencePath, x: float, y: float, yaw: float) ->
     return PathProjection(s=s, d=d, heading_error=float(_wrap(yaw - path_yaw)), segment=i)
 
 
+def _grid_count(s_from: float, s_to: float, ds: float) -> int:
+    """Points of a reference grid from ``s_from`` to at least ``s_to`` [m], ``ds`` apart."""
+    return max(int(math.ceil((s_to - s_from) / ds)) + 1, 2)
+
+
+def _smoothing_window(config: CandidateConfig) -> int:
+    """Odd window [points] of the moving average on the reference curvature."""
+    return max(int(round(config.curvature_smoothing / config.path_resolution)), 1) | 1
+
+
+def _project_on_path_kernel(
+    reference: ReferencePath, x: float, y: float, yaw: float
+) -> PathProjection:
+    """:func:`project_on_path` through
+    :func:`~kaido.planning.candidate_kernels.project_pose_kernel`."""
+    s, d, error, segment = kernels.project_pose_kernel(reference.path, reference.s, x, y, yaw)
+    return PathProjection(s=float(s), d=float(d), heading_error=float(error), segment=int(segment))
+
+
+def _build_reference_grid_kernel(
+    reference: ReferencePath, s_from: float, s_to: float, config: CandidateConfig
+) -> ReferenceGrid:
+    """:func:`build_reference_grid` through
+    :func:`~kaido.planning.candidate_kernels.reference_grid_kernel`."""
+    ds = config.path_resolution
+    xy, normal, limit, cap, left, right = kernels.reference_grid_kernel(
+        reference.path, reference.s, reference.speed_limits, reference.left_offsets,
+        reference.right_offsets, float(s_from), ds, _grid_count(s_from, s_to, ds),
+        _smoothing_window(config), config.curve_lateral_accel, config.comfort_decel,
+    )  # fmt: skip
+    return ReferenceGrid(
+        s0=float(s_from), ds=ds, xy=xy, normal=normal, speed_limit=limit, speed_cap=cap,
+        left_offsets=left, right_offsets=right,
+    )  # fmt: skip
+
+
 def build_reference_grid(
     reference: ReferencePath, s_from: float, s_to: float, config: CandidateConfig
 ) -> ReferenceGrid:
@@ -376,10 +413,11 @@ def build_reference_grid(
 
     Positions are interpolated linearly in ``s``, yaws (unwrapped) likewise; normals come from
     the yaws. Beyond the path's ends the grid continues straight along the end yaws, with the
-    end speed limits and neighbour offsets.
+    end speed limits and neighbour offsets. The NumPy reference of
+    :func:`~kaido.planning.candidate_kernels.reference_grid_kernel`.
     """
     ds = config.path_resolution
-    count = max(int(math.ceil((s_to - s_from) / ds)) + 1, 2)
+    count = _grid_count(s_from, s_to, ds)
     s = s_from + ds * np.arange(count, dtype=np.float64)
     ref_s = reference.s
     path = reference.path
@@ -397,7 +435,7 @@ def build_reference_grid(
     limit = np.interp(s, ref_s, reference.speed_limits)
     # curvature of the (smoothed) yaw → lateral-acceleration speed limit
     curvature = np.gradient(yaw, ds)
-    window = max(int(round(config.curvature_smoothing / ds)), 1) | 1
+    window = _smoothing_window(config)
     if window > 1 and count > 1:
         padded = np.pad(curvature, window // 2, mode="edge")
         curvature = np.convolve(padded, np.full(window, 1.0 / window), mode="valid")
@@ -493,6 +531,8 @@ def _lane_change_target(
 
 @dataclass(frozen=True)
 class _Implementation:
+    project_pose: Callable[..., PathProjection]
+    reference_grid: Callable[..., ReferenceGrid]
     project_agents: Callable[..., FloatArray]
     speed_profiles: Callable[..., FloatArray]
     idm_profiles: Callable[..., FloatArray]
@@ -540,13 +580,13 @@ def _generate(
     steer0 = min(max(float(ego.steering_angle), -profile.max_steer), profile.max_steer)
     front = inp.rear_axle_to_center + 0.5 * inp.ego_length
 
-    proj = project_on_path(ref, x0, y0, yaw0)
+    proj = impl.project_pose(ref, x0, y0, yaw0)
     s0 = proj.s
     f_max = max((1.0, *config.speed_fractions, *config.idm_speed_fractions))
     v_top = max(v0, f_max * float(ref.speed_limits.max()))
     horizon = planner.horizon_steps * dt
     reach = v_top * horizon + config.min_lookahead + config.lookahead_gain * v_top + GRID_MARGIN
-    grid = build_reference_grid(ref, s0 - GRID_BACK, s0 + reach, config)
+    grid = impl.reference_grid(ref, s0 - GRID_BACK, s0 + reach, config)
     cap0 = grid.at(grid.speed_cap, s0)
 
     # stops ahead of the front bumper, and the end of the path
@@ -1051,12 +1091,16 @@ def rollout_reference(
 
 
 _KERNELS = _Implementation(
+    project_pose=_project_on_path_kernel,
+    reference_grid=_build_reference_grid_kernel,
     project_agents=kernels.project_agents_kernel,
     speed_profiles=kernels.speed_profiles_kernel,
     idm_profiles=kernels.idm_profiles_kernel,
     rollout=kernels.rollout_kernel,
 )
 _REFERENCES = _Implementation(
+    project_pose=project_on_path,
+    reference_grid=build_reference_grid,
     project_agents=project_agents_reference,
     speed_profiles=speed_profiles_reference,
     idm_profiles=idm_profiles_reference,

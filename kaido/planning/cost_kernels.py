@@ -6,9 +6,13 @@ modes per agent, ``P`` reference-path points, ``S`` sample points per step, ``G`
 ``H`` x ``W`` grid rows x columns, ``M`` box pairs.
 
 Inputs are float64 (C order). Boxes move as :class:`BoxState` rows (centre, cos/sin of the
-heading, speed), computed once per scoring call (:func:`candidate_terms_kernel` for the ego,
-:func:`mode_box_states_kernel` for the agents) so the interaction kernels need no trigonometry;
+heading, speed): the agents' computed once per scoring call (:func:`mode_box_states_kernel`),
+the ego's by :func:`interaction_kernel` for the windows its search visits (or given);
 candidates ``(N, T, len(TrajIndex))`` are rear-axle states (see :mod:`kaido.planning.types`).
+
+The per-block functions behind the parallel kernels let the compiler fuse ``a·b + c`` into
+one rounding (``fastmath={"contract"}``, nothing else): results match the references to within
+rounding, and the same inputs always give the same outputs.
 
 Boxes are closed sets: boxes that touch (within ``eps`` [m] on every separating axis) overlap,
 as in :func:`kaido.scene.geometry.box2d_overlap`. Comparisons are written so that NaN never
@@ -119,6 +123,7 @@ class CandidateTerm(IntEnum):
 
 
 _COMFORT_COLUMNS = 7
+_TRAJ_COLUMNS = len(TrajIndex)
 _TERM_COLUMNS = len(CandidateTerm)
 _TERM_COMFORT = int(CandidateTerm.MIN_LON_ACCEL)
 _PROGRESS = int(CandidateTerm.PROGRESS)
@@ -594,7 +599,7 @@ def _interleaved(count: int, groups: int) -> IntArray:
 # -- collisions and time to collision --------------------------------------------------------------
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath={"contract"})
 def _interaction_block(
     n0: int,
     lanes: int,
@@ -627,8 +632,11 @@ def _interaction_block(
     ttc_first: IntArray,
 ) -> None:
     """:func:`interaction_kernel` for candidates ``n0 .. n0 + lanes - 1`` (one block; the
-    broad-phase tables come from the kernel), writing their rows of the four outputs."""
+    broad-phase tables come from the kernel), writing their rows of the four outputs. The box
+    states of the live candidates are gathered per window into ``egw`` (lanes contiguous): read
+    from ``ego`` or, with ``rear_axle``, computed from its rear-axle poses."""
     window = BROAD_PHASE_WINDOW
+    rear_axle = ego.shape[2] == _TRAJ_COLUMNS
     windows = bounds.shape[0]
     i_count = modes.shape[0]
     j_count = projection_times.shape[0]
@@ -675,9 +683,22 @@ def _interaction_block(
                 lane_sweep = sweep if t_live[i] else 0.0
                 n = n0 + i
                 for t in range(t0, t1):
+                    tt = t - t0
+                    if rear_axle:
+                        yaw = ego[n, t, _TYAW]
+                        c = math.cos(yaw)
+                        s = math.sin(yaw)
+                        egw[_BX, tt, i] = ego[n, t, _TX] + rear_to_center * c
+                        egw[_BY, tt, i] = ego[n, t, _TY] + rear_to_center * s
+                        egw[_BC, tt, i] = c
+                        egw[_BS, tt, i] = s
+                        egw[_BV, tt, i] = ego[n, t, _TSPEED]
+                    else:
+                        for f in range(5):
+                            egw[f, tt, i] = ego[n, t, f]
                     lo_x, lo_y, hi_x, hi_y = _box_bound(
-                        ego[n, t, _BX], ego[n, t, _BY], ego[n, t, _BC], ego[n, t, _BS],
-                        hl, hw, ego[n, t, _BV] * lane_sweep,
+                        egw[_BX, tt, i], egw[_BY, tt, i], egw[_BC, tt, i], egw[_BS, tt, i],
+                        hl, hw, egw[_BV, tt, i] * lane_sweep,
                     )  # fmt: skip
                     x0 = min(x0, lo_x)
                     y0 = min(y0, lo_y)
@@ -715,12 +736,6 @@ def _interaction_block(
                 ):
                     listed[count] = item
                     count += 1
-        # the block's ego states over the window, lanes contiguous
-        for tt in range(t1 - t0):
-            for i in range(_BLOCK):
-                n = n0 + min(i, lanes - 1)
-                for f in range(5):
-                    egw[f, tt, i] = ego[n, t0 + tt, f]
         for q in range(count):
             item = listed[q]
             a = owner[item]
@@ -848,8 +863,10 @@ def interaction_kernel(
 ) -> tuple[FloatArray, IntArray, FloatArray, IntArray]:
     """At-fault collisions and time to collision of each candidate with every agent mode.
 
-    ``ego`` ``(N, T, len(BoxState))`` the ego box's states along each candidate (``ego_length``
-    x ``ego_width`` [m]; its rear axle is ``rear_to_center`` [m] behind the centre);
+    ``ego`` ``(N, T, len(BoxState))`` the ego box's states along each candidate, or the
+    candidates themselves ``(N, T, len(TrajIndex))`` (rear-axle states: the box states are then
+    computed where the search needs them), ``ego_length`` x ``ego_width`` [m], its rear axle
+    ``rear_to_center`` [m] behind the centre;
     ``agents`` ``(A, K, T, len(BoxState))`` every agent mode's box states, ``half_sizes``
     ``(A, 2)`` half length/width [m]; ``collision_weights`` and ``ttc_weights`` ``(A, K)`` (e.g.
     mode probability × class weight, and the probability; a mode of weight <= 0 takes no part in
@@ -882,6 +899,8 @@ def interaction_kernel(
     ``saturation`` reads ``saturation`` (``inf``: never): the search for it stops after the
     :data:`BROAD_PHASE_WINDOW`-step window in which it got there, so its first step is exact.
     """
+    if ego.shape[2] != 5 and ego.shape[2] != _TRAJ_COLUMNS:
+        raise ValueError("interaction_kernel: ego must be (N, T, 5) box states or (N, T, 6) poses")
     n_count = ego.shape[0]
     a_count, k_count = agents.shape[0], agents.shape[1]
     num_steps = min(num_steps, ego.shape[1], agents.shape[2])
@@ -1368,7 +1387,7 @@ def _start_segments(
     return rear, front
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath={"contract"})
 def _terms_block(
     n0: int,
     count: int,
@@ -1385,6 +1404,7 @@ def _terms_block(
     window_steps: int,
     band_index: IntArray,
     band_coef: FloatArray,
+    box_states: bool,
     ego: FloatArray,
     straddle: BoolArray,
     terms: FloatArray,
@@ -1423,11 +1443,12 @@ def _terms_block(
             )
             c = math.cos(yaw)
             s = math.sin(yaw)
-            ego[n, t, _BX] = x + rear_to_center * c
-            ego[n, t, _BY] = y + rear_to_center * s
-            ego[n, t, _BC] = c
-            ego[n, t, _BS] = s
-            ego[n, t, _BV] = v
+            if box_states:
+                ego[n, t, _BX] = x + rear_to_center * c
+                ego[n, t, _BY] = y + rear_to_center * s
+                ego[n, t, _BC] = c
+                ego[n, t, _BS] = s
+                ego[n, t, _BV] = v
             fx = x + front_offset * c
             fy = y + front_offset * s
             if t > 0:
@@ -1470,6 +1491,7 @@ def candidate_terms_kernel(
     window_steps: int,
     band_index: IntArray,
     band_coef: FloatArray,
+    box_states: bool,
 ) -> tuple[FloatArray, BoolArray, FloatArray, BoolArray]:
     """Everything the score needs of each candidate alone, in one pass over candidates
     ``(N, T, len(TrajIndex))`` (rear-axle states).
@@ -1482,13 +1504,14 @@ def candidate_terms_kernel(
     ``band_index`` / ``band_coef`` the comfort derivative band (:func:`comfort_kernel`).
 
     Returns ``ego`` ``(N, T, len(BoxState))`` the ego box states (centre ``rear_to_center`` ahead
-    of the rear axle); ``straddle`` ``(N, T)``: the rear axle or the front bumper is more than
-    ``lane_half_width - half_width`` from the path (the ego straddles lanes); ``terms``
-    ``(N, len(CandidateTerm))``; ``finite`` ``(N,)``: every value of the candidate is finite
-    (the other outputs of a row with a non-finite value are meaningless).
+    of the rear axle) when ``box_states`` is true, else ``(0, T, len(BoxState))``; ``straddle``
+    ``(N, T)``: the rear axle or the front bumper is more than ``lane_half_width - half_width``
+    from the path (the ego straddles lanes); ``terms`` ``(N, len(CandidateTerm))``; ``finite``
+    ``(N,)``: every value of the candidate is finite (the other outputs of a row with a
+    non-finite value are meaningless).
     """
     n_count, t_count = candidates.shape[0], candidates.shape[1]
-    ego = np.empty((n_count, t_count, 5))
+    ego = np.empty((n_count if box_states else 0, t_count, 5))
     straddle = np.empty((n_count, t_count), np.bool_)
     terms = np.empty((n_count, _TERM_COLUMNS))
     finite = np.empty(n_count, np.bool_)
@@ -1501,6 +1524,6 @@ def candidate_terms_kernel(
         _terms_block(
             n0, min(LANES, n_count - n0), candidates, seg, path_s, speed_limits, rear_start,
             front_start, rear_to_center, front_offset, half_width, lane_half_width, window_steps,
-            band_index, band_coef, ego, straddle, terms, finite,
+            band_index, band_coef, box_states, ego, straddle, terms, finite,
         )  # fmt: skip
     return ego, straddle, terms, finite

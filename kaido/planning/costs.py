@@ -599,6 +599,8 @@ def interaction_reference(
     """NumPy reference of :func:`cost_kernels.interaction_kernel` (same arguments, without the
     broad-phase cell): :func:`collision_reference` and :func:`ttc_reference` over the whole
     horizon, measures clipped at ``saturation``. Memory grows as ``N·A·K·T``: small inputs."""
+    if ego.shape[-1] == len(TrajIndex):  # rear-axle poses
+        ego = ego_box_states(ego, rear_to_center)
     sizes = 2.0 * np.asarray(half_sizes, dtype=np.float64)
     behind_angle = math.acos(min(1.0, max(-1.0, cos_behind)))
     collision_measure, collision_first = collision_reference(
@@ -629,6 +631,7 @@ def candidate_terms_reference(
     window_steps: int,
     band_index: IntArray,
     band_coef: FloatArray,
+    box_states: bool,
 ) -> tuple[FloatArray, BoolArray, FloatArray, BoolArray]:
     """NumPy reference of :func:`cost_kernels.candidate_terms_kernel` (same arguments), built
     from :func:`ego_box_states`, :func:`path_projection_reference` (a global nearest-segment
@@ -655,7 +658,7 @@ def candidate_terms_reference(
     comfort = slice(CandidateTerm.MIN_LON_ACCEL, CandidateTerm.MIN_LON_ACCEL + len(ComfortIndex))
     terms[:, comfort] = _comfort_extremes(candidates, (band_index, band_coef))
     finite = np.all(np.isfinite(candidates), axis=(1, 2))
-    return ego, straddle, terms, finite
+    return (ego if box_states else ego[:0]), straddle, terms, finite
 
 
 def _interaction_reference_kernel(
@@ -1025,6 +1028,7 @@ def score_candidates(
         window,
         band[0],
         band[1],
+        inp.drivable is not None or inp.occupancy is not None,  # box states for the rasters
     )
     if not np.all(finite):
         _raise_non_finite(cand)
@@ -1069,7 +1073,7 @@ def score_candidates(
     saturation = 1.0 - PROBABILITY_TOLERANCE
     collision_measure, collision_time, ttc_measure, _ttc_time = (
         cost_kernels.interaction_kernel(
-            ego, lateral_at_fault,
+            cand, lateral_at_fault,
             cost_kernels.mode_box_states_kernel(np.ascontiguousarray(agents.modes, np.float64)),
             np.ascontiguousarray(0.5 * agents.sizes, dtype=np.float64),
             probabilities * class_weight[:, None], probabilities, length, width, rear_to_center,

@@ -40,6 +40,7 @@ _BUILTIN_AGENT_MODULES = (
     "kaido.simulation.baseline_agent",
     "kaido.simulation.expert_agent",
     "kaido.simulation.learned_agent",
+    "kaido.simulation.runtime_agent",
 )
 """Modules whose import registers kaido's own agents."""
 

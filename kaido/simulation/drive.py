@@ -54,6 +54,12 @@ class DriveOptions:
     extra: dict[str, str] = field(default_factory=dict)
     agent_options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for the agent (e.g. ``checkpoint`` for ``learned``)."""
+    host: str = "127.0.0.1"
+    """``carla`` backend: the server's host."""
+    port: int = 2000
+    """``carla`` backend: the server's port."""
+    timeout: float = 10.0
+    """[s] ``carla`` backend: connection and tick timeout."""
 
 
 def parse_event(text: str) -> ScenarioEvent:
@@ -76,12 +82,19 @@ def parse_event(text: str) -> ScenarioEvent:
 def build_scenario(options: DriveOptions) -> Scenario:
     """The scenario ``options`` describe (writes the generated town when no map is given)."""
     map_path = options.map_path
+    carla_town = options.backend == "carla"
+    if carla_town and options.routes is not None and options.route_id is not None:
+        # CARLA loads the route's own town by name; --map, if given, must be that town
+        if map_path is None:
+            map_path = Path(f"{load_route(options.routes, options.route_id).town}.xodr")
+    elif carla_town and map_path is None:
+        map_path = Path("carla.xodr")  # the town the CARLA server has loaded
     if map_path is None:
         map_path = options.out_dir / "town.xodr"
         write_town(
             TownSpec(layout="grid", rows=3, cols=4, seed=options.seed, name="town"), map_path
         )
-    elif not Path(map_path).is_file():
+    elif not carla_town and not Path(map_path).is_file():
         raise FileNotFoundError(f"{map_path}: no such OpenDRIVE file")
     waypoints = yaws = None
     route_id = None
@@ -114,24 +127,48 @@ def build_scenario(options: DriveOptions) -> Scenario:
 
 
 def make_backend(options: DriveOptions) -> Backend:
-    if options.backend != "embedded":
-        raise ValueError(f"backend {options.backend!r} is not available (known: embedded)")
+    """The backend ``options.backend`` names (CARLA: connected and version-checked)."""
     rig = load_sensor_rig(options.rig) if options.sensors else None
-    return EmbeddedBackend(EmbeddedConfig(rig=rig, vehicle=load_vehicle_profile(options.vehicle)))
+    vehicle = load_vehicle_profile(options.vehicle)
+    if options.backend == "embedded":
+        return EmbeddedBackend(EmbeddedConfig(rig=rig, vehicle=vehicle))
+    if options.backend == "carla":
+        from kaido.simulation.carla.backend import CarlaBackend, CarlaConfig
+
+        return CarlaBackend(
+            CarlaConfig(
+                host=options.host,
+                port=options.port,
+                timeout=options.timeout,
+                rig=rig,
+                vehicle=vehicle,
+            )
+        )
+    raise ValueError(f"backend {options.backend!r} is not available (known: embedded, carla)")
 
 
 def drive(options: DriveOptions) -> EpisodeResult:
-    """Run one episode as ``kaido drive`` does and return its result."""
-    options.out_dir.mkdir(parents=True, exist_ok=True)
-    scenario = build_scenario(options)
-    vehicle = load_vehicle_profile(options.vehicle)
-    agent_options = dict(options.agent_options)
-    if options.agent == "learned":
-        if not options.sensors:
-            raise ValueError("agent 'learned' drives from sensors: drop --no-sensors")
-        agent_options.setdefault("rig", options.rig)
-    agent = make_agent(options.agent, **agent_options)
-    backend = make_backend(options)
+    """Run one episode as ``kaido drive`` does and return its result.
+
+    The CARLA backend connects before anything else is prepared, so a missing server shows at
+    once (``BackendError``).
+    """
+    early = make_backend(options) if options.backend == "carla" else None
+    try:
+        options.out_dir.mkdir(parents=True, exist_ok=True)
+        scenario = build_scenario(options)
+        vehicle = load_vehicle_profile(options.vehicle)
+        agent_options = dict(options.agent_options)
+        if options.agent == "learned":
+            if not options.sensors:
+                raise ValueError("agent 'learned' drives from sensors: drop --no-sensors")
+            agent_options.setdefault("rig", options.rig)
+        agent = make_agent(options.agent, **agent_options)
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
+    backend = early if early is not None else make_backend(options)
     with backend:
         return run_episode(
             backend,

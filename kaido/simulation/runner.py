@@ -159,6 +159,7 @@ def run_episode(
     )
     crashed: str | None = None
     logged_events = 0
+    logged_agent_events = 0
     last_camera: np.ndarray | None = None
     try:
         while status is RouteStatus.RUNNING and obs.sim_time_s < limit - 1e-9:
@@ -204,10 +205,15 @@ def run_episode(
                 obs.sim_time_s, obs.ego, obs.ego_box, obs.ground_truth, obs.static_obstacles
             )
             events = getattr(backend, "event_log", [])
+            agent_events = getattr(agent, "event_log", [])
             if recorder is not None:
-                for t_event, kind, message in events[logged_events:]:
+                for t_event, kind, message in (
+                    *events[logged_events:],
+                    *agent_events[logged_agent_events:],
+                ):
                     recorder.write_event(int(round(t_event * 1e9)), kind, message)
             logged_events = len(events)
+            logged_agent_events = len(agent_events)
             progress.update(
                 obs.sim_time_s,
                 f"t={obs.sim_time_s:6.1f}s RC={evaluator.route_completion:5.1f}% "
@@ -242,7 +248,7 @@ def run_episode(
         "realtime_factor": obs.sim_time_s / max(wall, 1e-9),
         "steps": obs.step,
         "control_warnings": backend.control_warnings,
-        "events": [list(e) for e in getattr(backend, "event_log", [])],
+        "events": [list(e) for e in _episode_events(backend, agent)],
         "files": {
             "mcap": str(mcap_path) if mcap_path else None,
             "video": str(video_path) if video_path else None,
@@ -259,8 +265,14 @@ def run_episode(
         wall_seconds=wall,
         steps=obs.step,
         control_warnings=backend.control_warnings,
-        events=tuple(getattr(backend, "event_log", [])),
+        events=_episode_events(backend, agent),
     )
+
+
+def _episode_events(backend: Backend, agent: Any) -> tuple[tuple[float, str, str], ...]:
+    """The simulator's events and the agent's own (e.g. a runtime's mode changes), by time."""
+    merged = [*getattr(backend, "event_log", []), *getattr(agent, "event_log", [])]
+    return tuple(sorted(merged, key=lambda e: e[0]))
 
 
 def _finite(value: Any) -> Any:

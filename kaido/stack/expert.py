@@ -2,12 +2,14 @@
 
 Each planning cycle (``replan_period``) it builds a :class:`~kaido.planning.types.PlannerInput`
 from the world state: the route ahead of the ego as the reference path (with the offsets of the
-neighbouring lanes where a lane change is allowed), the ground-truth agents forecast by the
-lane-following predictor, the drivable area's signed distance field from the map raster, and the
-stop lines of red and yellow lights on the route, and a yield stop in front of each pedestrian or
-cyclist about to cross the ego's path; it plans, and every control step the
-trajectory controller tracks the current plan through the safety envelope. The same expert drives
-the embedded simulator to collect training data.
+neighbouring lanes where a lane change is allowed and the lane is clear of traffic by the ego),
+the ground-truth agents forecast by the lane-following predictor, the drivable area's signed
+distance field from the map raster, and stops: the stop lines of red and yellow lights on the
+route, a yield stop in front of each pedestrian or cyclist about to cross the ego's path on the
+road, one behind each vehicle cutting into it, and one before a lane change of the route while
+its target lane is not clear. It plans (with :func:`expert_planner_settings`), and every control
+step the trajectory controller tracks the current plan through the safety envelope. The same
+expert drives the embedded simulator to collect training data.
 """
 
 from __future__ import annotations
@@ -76,6 +78,13 @@ class ExpertConfig:
     yield_along_speed: float = 1.0
     """[m/s] a cyclist riding along the route faster than this (and faster than it moves
     across) is a lead to follow, not a road user to yield to."""
+    cut_in_horizon: float = 2.0
+    """[s] a vehicle moving sideways towards the ego's corridor that enters it within this time
+    ahead of the ego (constant velocity) is cutting in: the ego yields to it."""
+    cut_in_lateral_speed: float = 0.3
+    """[m/s] ... when it moves towards the corridor faster than this."""
+    cut_in_clearance: float = 0.3
+    """[m] the cut-in corridor is the ego's half width plus the vehicle's plus this."""
     lane_change_horizon: float = 3.5
     """[s] a neighbouring lane is clear for a lane change when no vehicle in it comes within the
     gaps below of the ego over this time (constant speeds along the route) after the ego
@@ -100,6 +109,9 @@ class ExpertConfig:
             "yield_gap",
             "yield_decel",
             "yield_along_speed",
+            "cut_in_horizon",
+            "cut_in_lateral_speed",
+            "cut_in_clearance",
             "lane_change_horizon",
             "lane_change_front_gap",
             "lane_change_front_headway",
@@ -119,15 +131,16 @@ _LANE_OVERLAP = 0.3
 """[m] a road user is in a lane when its box reaches this far into it."""
 
 
-def _frenet(path: FloatArray, path_s: FloatArray, x: float, y: float) -> tuple[float, float]:
-    """(arc length, left offset) [m] of the point (x, y) along the polyline ``path`` ``(P, 3)``
-    [x, y, yaw] with arc lengths ``path_s`` ``(P,)``, extended straight past both ends."""
+def _frenet(path: FloatArray, path_s: FloatArray, x: float, y: float) -> tuple[float, float, float]:
+    """(arc length [m], left offset [m], path yaw [rad]) of the point (x, y) along the polyline
+    ``path`` ``(P, 3)`` [x, y, yaw] with arc lengths ``path_s`` ``(P,)``, extended straight past
+    both ends (the yaw is that of the nearest path point)."""
     d2 = (path[:, 0] - x) ** 2 + (path[:, 1] - y) ** 2
     k = int(np.argmin(d2))
     yaw = float(path[k, 2])
     dx, dy = x - float(path[k, 0]), y - float(path[k, 1])
     along = dx * math.cos(yaw) + dy * math.sin(yaw)
-    return float(path_s[k]) + along, -dx * math.sin(yaw) + dy * math.cos(yaw)
+    return float(path_s[k]) + along, -dx * math.sin(yaw) + dy * math.cos(yaw), yaw
 
 
 def first_crossing(path: FloatArray, a: FloatArray, b: FloatArray) -> tuple[int, float] | None:
@@ -194,13 +207,37 @@ class PrivilegedExpert:
         self.output: PlannerOutput | None = None
         self._plan_time = -math.inf
         self._route_index = 0
+        self._seen: dict[int, tuple[float, float, float]] = {}
+        self._moved: dict[int, tuple[float, float]] = {}
 
     def reset(self, route: RoutePlan) -> None:
         self.route = route
         self.output = None
         self._plan_time = -math.inf
         self._route_index = 0
+        self._seen = {}
+        self._moved = {}
         self.controller.reset()
+
+    def track(self, truth: GroundTruth, time_s: float) -> None:
+        """Note where every agent is at ``time_s`` [s]: :meth:`velocity` then also knows how
+        each one moved since the previous call (up to 0.5 s before)."""
+        moved: dict[int, tuple[float, float]] = {}
+        seen: dict[int, tuple[float, float, float]] = {}
+        for agent in truth.agents:
+            x, y = agent.box.x, agent.box.y
+            before = self._seen.get(agent.track_id)
+            if before is not None and 0.0 < time_s - before[0] <= 0.5:
+                dt = time_s - before[0]
+                moved[agent.track_id] = ((x - before[1]) / dt, (y - before[2]) / dt)
+            seen[agent.track_id] = (time_s, x, y)
+        self._seen, self._moved = seen, moved
+
+    def velocity(self, agent: AgentState) -> tuple[float, float]:
+        """``agent``'s world velocity [m/s]: how it moved between the last two :meth:`track`
+        calls where known (a simulator may report only the speed along the heading, so a
+        vehicle sliding sideways into a lane shows none), else its reported velocity."""
+        return self._moved.get(agent.track_id, agent.velocity)
 
     # -- planner input ------------------------------------------------------------------------
 
@@ -392,7 +429,7 @@ class PrivilegedExpert:
             dx, dy = agent.box.x - path[k, 0], agent.box.y - path[k, 1]
             s = float(route.s[i0 + k]) + dx * math.cos(yaw) + dy * math.sin(yaw)
             d = -dx * math.sin(yaw) + dy * math.cos(yaw)
-            vx, vy = agent.velocity
+            vx, vy = self.velocity(agent)
             v_s = vx * math.cos(yaw) + vy * math.sin(yaw)
             v_d = -vx * math.sin(yaw) + vy * math.cos(yaw)
             half_size = 0.5 * max(agent.box.length, agent.box.width)
@@ -424,6 +461,53 @@ class PrivilegedExpert:
             out.append(StopConstraint(s=stop, kind=StopKind.YIELD))
         return tuple(out)
 
+    def cut_ins(
+        self, ego: EgoState, truth: GroundTruth, i0: int, i1: int
+    ) -> tuple[StopConstraint, ...]:
+        """Yield stops behind the vehicles cutting into the route ahead of the ego.
+
+        A vehicle (or unknown road user) that moves sideways (:meth:`velocity`) towards the
+        route faster than ``cut_in_lateral_speed`` and, at constant velocity, is in the corridor
+        (ego half width + its half width + ``cut_in_clearance`` of the route) within
+        ``cut_in_horizon`` (or is in it already, still moving in) gets a stop ``yield_gap``
+        behind its rear (where it is now or where it enters, whichever is nearer), if that is
+        ahead of the ego's front bumper.
+        The stop holds even when it takes more than ``yield_decel``: a cut-in is braked for as
+        hard as the envelope allows (the planner's at-fault rules would let the ego drive on
+        into a vehicle that enters its lane from the side, and the lane-following forecast sees
+        it back in its own lane). Once it no longer moves sideways it is a lead the planner
+        follows.
+        """
+        assert self.route is not None
+        cfg = self.config
+        route = self.route
+        path = route.path[i0:i1]
+        s_ego = float(route.s[self._route_index])
+        front = s_ego + self.profile.length - self.profile.rear_overhang
+        out: list[StopConstraint] = []
+        for agent in truth.agents:
+            if agent.agent_class not in (AgentClass.VEHICLE, AgentClass.UNKNOWN):
+                continue
+            if math.hypot(agent.box.x - ego.pose.x, agent.box.y - ego.pose.y) > (
+                cfg.detection_range
+            ):
+                continue
+            s, d, yaw = _frenet(path, route.s[i0:i1], agent.box.x, agent.box.y)
+            vx, vy = self.velocity(agent)
+            v_s = vx * math.cos(yaw) + vy * math.sin(yaw)
+            v_d = -vx * math.sin(yaw) + vy * math.cos(yaw)
+            if d * v_d >= 0.0 or abs(v_d) < cfg.cut_in_lateral_speed:
+                continue  # not moving towards the route
+            corridor = 0.5 * (self.profile.width + agent.box.width) + cfg.cut_in_clearance
+            enter = max(abs(d) - corridor, 0.0) / abs(v_d)
+            if enter > cfg.cut_in_horizon:
+                continue
+            stop = min(s, s + v_s * enter) - 0.5 * agent.box.length - cfg.yield_gap
+            if stop - front <= 0.0:
+                continue
+            out.append(StopConstraint(s=stop, kind=StopKind.YIELD))
+        return tuple(out)
+
     def lane_clear(
         self,
         ego: EgoState,
@@ -447,7 +531,7 @@ class PrivilegedExpert:
         """
         cfg = self.config
         v_ego = max(ego.speed, 0.0)
-        ego_s, _ = _frenet(path, path_s, *self._ego_center(ego))
+        ego_s, _, _ = _frenet(path, path_s, *self._ego_center(ego))
         times = np.arange(0.0, delay + cfg.lane_change_horizon + 1e-9, 0.25)
         for agent in truth.agents:
             if agent.agent_class not in _LANE_USERS:
@@ -456,12 +540,11 @@ class PrivilegedExpert:
                 cfg.detection_range
             ):
                 continue
-            s_a, d_a = _frenet(path, path_s, agent.box.x, agent.box.y)
+            s_a, d_a, yaw = _frenet(path, path_s, agent.box.x, agent.box.y)
             if abs(d_a - offset) >= 0.5 * (width + agent.box.width) - _LANE_OVERLAP:
                 continue
-            k = int(np.clip(np.searchsorted(path_s, s_a), 0, len(path_s) - 1))
-            yaw = float(path[k, 2])
-            v_a = agent.velocity[0] * math.cos(yaw) + agent.velocity[1] * math.sin(yaw)
+            vx, vy = self.velocity(agent)
+            v_a = vx * math.cos(yaw) + vy * math.sin(yaw)
             gap = (s_a - ego_s) + (v_a - v_ego) * times
             half = 0.5 * (agent.box.length + self.profile.length)
             ahead = gap >= 0.0
@@ -535,6 +618,7 @@ class PrivilegedExpert:
         )
 
     def planner_input(self, ego: EgoState, truth: GroundTruth, timestamp_ns: int) -> PlannerInput:
+        self.track(truth, timestamp_ns * 1e-9)
         reference, i0, i1 = self.reference(ego, truth)
         near: list[AgentState] = [
             agent
@@ -552,6 +636,7 @@ class PrivilegedExpert:
             drivable=self.drivable(ego),
             stops=self.stops(ego, truth, i0, i1)
             + self.yields(ego, truth, i0, i1)
+            + self.cut_ins(ego, truth, i0, i1)
             + self.lane_change_stops(ego, truth, i0, i1),
             ego_length=self.profile.length,
             ego_width=self.profile.width,

@@ -23,6 +23,16 @@ One planning cycle (:meth:`LearnedStack.step`, at ``replan_period``):
 What the stack sees: sensors, ego odometry, the route and the HD map (lanes, drivable area,
 speed limits, where traffic lights and their stop lines are). It never sees other agents or the
 colour of a light except through the model.
+
+The model is either the eager :class:`~kaido.world_model.model.KaidoModel` or an
+:class:`~kaido.stack.export.ExportedModel` (``kaido export``): ``model.encode`` +
+``model._heads`` map to ``ExportedModel.run``, ``model.world_model.imagine`` to
+``ExportedModel.imagine`` and ``model.cfg.world_model.steps`` to ``imagined_steps``. With an
+export, this module imports no model class (``kaido.world_model``, ``kaido.perception``).
+
+As a planning core of the fixed-rate runtime (:mod:`kaido.stack.runtime`) the stack runs one
+planning cycle with :meth:`LearnedStack.plan`, reporting the end of each stage to a ``lap``
+callback, and leaves control to the runtime.
 """
 
 from __future__ import annotations
@@ -30,8 +40,9 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -47,7 +58,14 @@ from kaido.logs.sample import (
     TrafficLightClass,
 )
 from kaido.planning.planner import PlannerSettings
-from kaido.planning.types import OccupancyForecast, PlannerInput, PlannerOutput, TrajIndex
+from kaido.planning.types import (
+    OccupancyForecast,
+    PlannerConfig,
+    PlannerInput,
+    PlannerOutput,
+    ReferencePath,
+    TrajIndex,
+)
 from kaido.scene.agents import AgentClass, AgentState, Control, EgoState
 from kaido.scene.forecast import ModeIndex, PredictedAgents
 from kaido.scene.frame import Frame, GroundTruth, TrafficLightColor, TrafficLightState
@@ -57,7 +75,10 @@ from kaido.scene.route_planner import RoutePlan
 from kaido.scene.sensors import SensorRig
 from kaido.scene.vehicle import VehicleProfile
 from kaido.stack.expert import ExpertConfig, PrivilegedExpert, first_crossing
-from kaido.world_model.model import KaidoModel
+from kaido.stack.export import ExportedModel
+
+if TYPE_CHECKING:
+    from kaido.world_model.model import KaidoModel
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -234,7 +255,7 @@ class LearnedStack:
 
     def __init__(
         self,
-        model: KaidoModel,
+        model: KaidoModel | ExportedModel,
         spec: SampleSpec,
         road_map: RoadMap,
         profile: VehicleProfile,
@@ -243,7 +264,9 @@ class LearnedStack:
         settings: PlannerSettings | None = None,
         config: LearnedConfig | None = None,
     ) -> None:
-        self.model = model.eval()
+        self.model: Any = model if isinstance(model, ExportedModel) else model.eval()
+        self.exported = isinstance(model, ExportedModel)
+        """Whether the model is an export (``ExportedModel``) rather than the eager model."""
         self.spec = spec
         self.rig = rig
         self.road_map = road_map
@@ -265,6 +288,9 @@ class LearnedStack:
         self._plan_time = -math.inf
         self._rng = np.random.default_rng(self.config.lidar_seed)
         self._next_id = 0
+        self._lap_start = 0.0
+        self.lap_hook: Callable[[str], None] | None = None
+        """Called with the stage's name at the end of every timed stage (the runtime's lap)."""
         self.timings: dict[str, float] = {}
         """[ms] per stage of the last planning cycle: inputs, perception (encoders, fusion,
         backbone), prediction (detection decoding, forecasts, prior, light), world_model
@@ -273,6 +299,43 @@ class LearnedStack:
     @property
     def route(self) -> RoutePlan | None:
         return self.core.route
+
+    @property
+    def planner_config(self) -> PlannerConfig:
+        config: PlannerConfig = self.core.planner.settings.planner
+        return config
+
+    def reference(self, ego: EgoState) -> ReferencePath | None:
+        """The route's reference around ``ego`` (for the runtime's stop in lane)."""
+        return self.core.reference(ego)[0]
+
+    # -- the model, eager or exported ----------------------------------------------------------
+
+    @property
+    def imagined_steps(self) -> int:
+        """T_o: the steps one imagination rollout takes."""
+        if self.exported:
+            return int(self.model.imagined_steps)
+        return int(self.model.cfg.world_model.steps)
+
+    def _run_model(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Any]:
+        """``(outputs, backbone state)`` of one frame, the temporal memory carried."""
+        if self.exported:
+            outputs, state = self.model.run(batch, self._memory)
+            return outputs, state
+        fused, state = self.model.encode(batch, self._memory)
+        self._lap("perception", self._lap_start)
+        outputs = self.model._heads(batch, fused, state, segmentation=False)
+        return outputs, state
+
+    def _imagine(self, state: Any, actions: torch.Tensor) -> torch.Tensor:
+        """Imagined occupancy logits ``(K, T_o, H, W)`` under ``actions (K, T_o, 2)``."""
+        logits: torch.Tensor = (
+            self.model.imagine(state, actions)
+            if self.exported
+            else (self.model.world_model.imagine(state, actions))
+        )
+        return logits
 
     def reset(self, route: RoutePlan) -> None:
         self.core.reset(route)
@@ -433,6 +496,9 @@ class LearnedStack:
     def _lap(self, stage: str, since: float) -> float:
         now = time.perf_counter()
         self.timings[stage] = self.timings.get(stage, 0.0) + 1e3 * (now - since)
+        self._lap_start = now
+        if self.lap_hook is not None:
+            self.lap_hook(stage)
         return now
 
     def perceive(
@@ -445,9 +511,10 @@ class LearnedStack:
         batch = self.batch(frame, time_s)
         clock = self._lap("inputs", clock)
         with torch.no_grad():
-            fused, state = self.model.encode(batch, self._memory)
-            clock = self._lap("perception", clock)
-            outputs = self.model._heads(batch, fused, state, segmentation=False)
+            outputs, state = self._run_model(batch)
+            if self.exported:
+                self._lap("perception", clock)
+            clock = self._lap_start
         self._memory = outputs["memory"]
         timestamp_ns = int(round(time_s * 1e9))
         agents, predicted = self._predicted(pose, outputs, timestamp_ns)
@@ -471,9 +538,9 @@ class LearnedStack:
             )
             poses = np.vstack([[0.0, 0.0, 0.0], prior_local])
             actions = actions_from_trajectory(poses, speeds, self.spec.step_seconds)
-            steps = self.model.cfg.world_model.steps
+            steps = self.imagined_steps
             with torch.no_grad():
-                logits = self.model.world_model.imagine(
+                logits = self._imagine(
                     state, torch.from_numpy(actions[:steps].astype(np.float32))[None]
                 )
             occupancy = self._occupancy(pose, logits[0])
@@ -521,7 +588,7 @@ class LearnedStack:
             return output
         pose = ego.pose.as_array()
         step = self.spec.step_seconds
-        steps = self.model.cfg.world_model.steps
+        steps = self.imagined_steps
         times = self.core.planner.settings.planner.times
         dt = float(times[1] - times[0])
         stride = int(round(step / dt))
@@ -533,7 +600,7 @@ class LearnedStack:
             actions.append(actions_from_trajectory(local, traj[:, TrajIndex.SPEED], step))
             footprints.append(local[1:])
         with torch.no_grad():
-            logits = self.model.world_model.imagine(
+            logits = self._imagine(
                 state, torch.from_numpy(np.stack(actions).astype(np.float32)[:, :steps])
             )
         prob = torch.sigmoid(logits.float()).numpy()
@@ -556,6 +623,41 @@ class LearnedStack:
             costs={**dict(output.costs), "imagined_overlap": float(overlap[list(top).index(best)])},
         )
 
+    def _cycle(
+        self, frame: Frame, time_s: float, map_lights: tuple[TrafficLightState, ...]
+    ) -> PlannerOutput:
+        """One planning cycle: model, planner input, planner, imagination re-scoring."""
+        ego = frame.ego
+        self.timings = {}
+        perception, state = self.perceive(frame, time_s, map_lights)
+        clock = time.perf_counter()
+        timestamp_ns = int(round(time_s * 1e9))
+        inp = self.planner_input(ego, perception, map_lights, timestamp_ns)
+        output = self.core.planner.plan(inp)
+        clock = self._lap("planning", clock)
+        self.output = self._rescore(output, state, ego)
+        self._lap("world_model", clock)
+        self._plan_time = time_s
+        return self.output
+
+    def plan(
+        self,
+        frame: Frame,
+        time_s: float,
+        map_lights: tuple[TrafficLightState, ...] = (),
+        lap: Callable[[str], None] | None = None,
+    ) -> PlannerOutput:
+        """One planning cycle on ``frame`` at ``time_s`` [s], no control (the runtime's core);
+        ``lap(stage)`` is called at the end of each stage."""
+        if self.core.route is None:
+            raise RuntimeError("LearnedStack.plan: call reset(route) first")
+        self._history.append((time_s, frame.ego.pose.as_array()))
+        self.lap_hook = lap
+        try:
+            return self._cycle(frame, time_s, map_lights)
+        finally:
+            self.lap_hook = None
+
     def step(
         self,
         frame: Frame,
@@ -569,16 +671,8 @@ class LearnedStack:
         ego = frame.ego
         self._history.append((time_s, ego.pose.as_array()))
         if self.output is None or time_s - self._plan_time >= self.config.replan_period - 1e-9:
-            self.timings = {}
-            perception, state = self.perceive(frame, time_s, map_lights)
-            clock = time.perf_counter()
-            timestamp_ns = int(round(time_s * 1e9))
-            inp = self.planner_input(ego, perception, map_lights, timestamp_ns)
-            output = self.core.planner.plan(inp)
-            clock = self._lap("planning", clock)
-            self.output = self._rescore(output, state, ego)
-            self._lap("world_model", clock)
-            self._plan_time = time_s
+            self._cycle(frame, time_s, map_lights)
+        assert self.output is not None
         clock = time.perf_counter()
         control, _debug = self.core.controller.command(
             ego, self.output.trajectory, time_s - self._plan_time, dt

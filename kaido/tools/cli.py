@@ -120,6 +120,9 @@ def _cmd_drive(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         video=not args.no_video,
         agent_options={"checkpoint": Path(args.checkpoint)} if args.checkpoint else {},
+        host=args.host,
+        port=args.port,
+        timeout=args.timeout,
     )
     if args.rig:
         options = dataclasses.replace(options, rig=Path(args.rig))
@@ -199,7 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_cmd_map_generate)
 
     drive_parser = sub.add_parser("drive", help="drive one closed-loop episode")
-    drive_parser.add_argument("--backend", choices=("embedded",), default="embedded")
+    drive_parser.add_argument("--backend", choices=("embedded", "carla"), default="embedded")
+    drive_parser.add_argument("--host", default="127.0.0.1", help="carla: server host")
+    drive_parser.add_argument("--port", type=int, default=2000, help="carla: server port")
+    drive_parser.add_argument(
+        "--timeout", type=float, default=10.0, help="carla: connection and tick timeout [s]"
+    )
     drive_parser.add_argument(
         "--agent", default="expert", help="driving agent: expert, learned, baseline"
     )
@@ -230,11 +238,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="out/bench", help="folder for NAME.json")
     bench.set_defaults(func=_cmd_bench)
 
-    from kaido.tools import cmd_data, cmd_model, cmd_train
+    from kaido.tools import (
+        cmd_data,
+        cmd_eval,
+        cmd_export,
+        cmd_faults,
+        cmd_model,
+        cmd_replay,
+        cmd_train,
+    )
 
     cmd_data.register(sub)
+    cmd_eval.register(sub)
     cmd_train.register(sub)
     cmd_model.register(sub)
+    cmd_export.register(sub)
+    cmd_replay.register(sub)
+    cmd_faults.register(sub)
     return parser
 
 

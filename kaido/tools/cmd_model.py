@@ -1,4 +1,5 @@
-"""``kaido model summary CONFIG``: parameters and forward FLOPs of the learned stack, per part.
+"""``kaido model summary CONFIG``: parameters and forward FLOPs of the learned stack, per part;
+``kaido model evaluate CHECKPOINT --data DIR``: a checkpoint's validation metrics on a dataset.
 
 CONFIG is an experiment YAML (``configs/model/{tiny,base,large}.yaml``); its ``model:`` section
 builds the model on the ``meta`` device (no memory, any size), and one forward pass of an
@@ -47,8 +48,29 @@ def _cmd_model_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_model_evaluate(args: argparse.Namespace) -> int:
+    from kaido.world_model.evaluate import evaluate
+
+    report = evaluate(
+        Path(args.checkpoint),
+        Path(args.data),
+        split=args.split,
+        batch_size=args.batch_size,
+        max_batches=args.max_batches,
+    )
+    for name, value in sorted(report["metrics"].items()):
+        print(f"{name:<24} {value:.4f}")
+    print(f"{report['samples']} {args.split} samples")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print(f"wrote {out}")
+    return 0
+
+
 def register(sub: Any) -> None:
-    """Add ``kaido model`` (``summary``) to the command line's subparsers."""
+    """Add ``kaido model`` (``summary``, ``evaluate``) to the command line's subparsers."""
     parser = sub.add_parser("model", help="inspect the learned stack's models")
     model_sub = parser.add_subparsers(
         dest="model_command", required=True, parser_class=type(parser)
@@ -61,3 +83,13 @@ def register(sub: Any) -> None:
     summary.add_argument("--cameras", type=int, default=1, help="cameras per sample")
     summary.add_argument("--json", action="store_true", help="print the numbers as JSON")
     summary.set_defaults(func=_cmd_model_summary)
+    evaluate = model_sub.add_parser(
+        "evaluate", help="validation metrics of a checkpoint on a dataset split"
+    )
+    evaluate.add_argument("checkpoint", help="checkpoint written by `kaido train`")
+    evaluate.add_argument("--data", required=True, help="folder of `kaido dataset build`")
+    evaluate.add_argument("--split", choices=("train", "val"), default="val")
+    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--max-batches", type=int, help="stop after this many batches")
+    evaluate.add_argument("--out", help="write the report as JSON here")
+    evaluate.set_defaults(func=_cmd_model_evaluate)

@@ -11,6 +11,11 @@
 * ``plan/L2_<t>s``: L2 [m] between the most probable imitation trajectory and the logged ego
   future at t = 1, 2, 3 s, averaged over samples (the per-time-step protocol, not the
   running-mean one: the name says which).
+* ``light/accuracy``: share of samples whose most probable traffic-light class
+  (:class:`TrafficLightClass`, NONE included) is the labelled one; ``light/red_recall`` and
+  ``light/red_precision``: of the samples labelled red, the share called red, and of those
+  called red, the share labelled red (what decides whether the ego stops). The confusion
+  matrix is :meth:`ValidationMetrics.light_confusion`.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from kaido.logs.sample import BevClass, DetectionClass
+from kaido.logs.sample import BevClass, DetectionClass, TrafficLightClass
 from kaido.perception.detection import decode_detections, detection_ap
 from kaido.perception.segmentation import iou_counts
 from kaido.prediction.metrics import evaluate
@@ -48,6 +53,7 @@ class ValidationMetrics:
         self._occ_union = np.zeros(len(OCCUPANCY_SECONDS), dtype=np.int64)
         self._forecast: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._plan_l2: list[np.ndarray] = []
+        self._light = np.zeros((len(TrafficLightClass), len(TrafficLightClass)), dtype=np.int64)
 
     def _step(self, seconds: float) -> int:
         return round(seconds / self.step_seconds) - 1
@@ -64,6 +70,7 @@ class ValidationMetrics:
             self._update_occupancy(outputs, batch)
             self._update_forecast(outputs, batch)
             self._update_plan(outputs, batch)
+            self._update_light(outputs, batch)
 
     def _update_detection(
         self, model: Any, outputs: Mapping[str, Tensor], batch: Mapping[str, Tensor]
@@ -137,6 +144,19 @@ class ValidationMetrics:
             rows.append(torch.linalg.norm(chosen[:, step, :2] - truth[:, step, :2], dim=-1).cpu())
         self._plan_l2.append(torch.stack(rows, dim=1).numpy())
 
+    def _update_light(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> None:
+        if "light_logits" not in outputs or "traffic_light" not in batch:
+            return
+        called = outputs["light_logits"].argmax(-1).cpu().numpy().astype(np.int64)
+        truth = batch["traffic_light"].cpu().numpy().astype(np.int64).reshape(-1)
+        n = len(TrafficLightClass)
+        valid = (truth >= 0) & (truth < n)
+        np.add.at(self._light, (truth[valid], called[valid]), 1)
+
+    def light_confusion(self) -> np.ndarray:
+        """``(C, C)`` counts: row = labelled :class:`TrafficLightClass`, column = called."""
+        return self._light.copy()
+
     def compute(self) -> dict[str, float]:
         out: dict[str, float] = {}
         if self._detections:
@@ -173,4 +193,13 @@ class ValidationMetrics:
                 column = column[np.isfinite(column)]
                 if column.size:
                     out[f"plan/L2_{seconds:g}s"] = float(column.mean())
+        total = int(self._light.sum())
+        if total:
+            red = int(TrafficLightClass.RED)
+            out["light/accuracy"] = float(np.trace(self._light) / total)
+            labelled_red = int(self._light[red].sum())
+            called_red = int(self._light[:, red].sum())
+            hit = int(self._light[red, red])
+            out["light/red_recall"] = hit / labelled_red if labelled_red else math.nan
+            out["light/red_precision"] = hit / called_red if called_red else math.nan
         return out

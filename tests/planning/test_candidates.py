@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kaido.planning import candidate_kernels as kernels
+from kaido.planning import candidates as candidates_module
 from kaido.planning.candidate_kernels import LateralIndex, SpeedProfileParam
 from kaido.planning.candidates import (
     CandidateConfig,
@@ -23,6 +24,7 @@ from kaido.planning.candidates import (
     generate_candidates_reference,
     idm_profiles_reference,
     project_agents_reference,
+    project_on_path,
     rollout_params,
     rollout_reference,
     speed_profiles_reference,
@@ -356,7 +358,11 @@ def test_rollout_turns_beyond_the_polynomials_range_match_the_reference() -> Non
     lateral[:, LateralIndex.S_START] = s_ego
     lateral[:, LateralIndex.LENGTH] = rng.uniform(3.0, 6.0, num)
     nimble = dataclasses.replace(
-        PROFILE, wheelbase=1.2, max_steer=math.radians(59.0), max_steer_rate=math.radians(900.0)
+        PROFILE,
+        wheelbase=1.2,
+        cg_to_rear_axle=0.7,
+        max_steer=math.radians(59.0),
+        max_steer_rate=math.radians(900.0),
     )
     params_roll = rollout_params(
         nimble,
@@ -727,6 +733,58 @@ def test_other_bad_inputs_are_refused_naming_the_field() -> None:
 def test_bad_config_is_refused_naming_the_field(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=rf"CandidateConfig\.{match}"):
         CandidateConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def wiggly_reference(seed: int) -> ReferencePath:
+    """A winding path whose yaw wraps past ±π, with uneven spacing, a curvy speed limit and
+    neighbour lanes that come and go."""
+    rng = np.random.default_rng(seed)
+    step = rng.uniform(0.4, 2.0, 150)
+    heading = rng.uniform(-np.pi, np.pi) + np.cumsum(rng.normal(0.0, 0.08, 150))
+    xy = np.cumsum(np.column_stack([np.cos(heading), np.sin(heading)]) * step[:, None], axis=0)
+    yaw = (heading + np.pi) % (2 * np.pi) - np.pi  # wrapped, as a map gives it
+    s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))]) + 7.0
+    limits = np.clip(12.0 + 4.0 * np.sin(s / 17.0), 0.0, None)
+    left = np.where(np.sin(s / 23.0) > 0.0, 3.5, np.nan)
+    right = np.where(np.cos(s / 31.0) > 0.3, -3.2, np.nan)
+    return ReferencePath(np.column_stack([xy, yaw]), s, limits, left, right)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_reference_grid_and_pose_kernels_match_numpy(seed: int) -> None:
+    reference = wiggly_reference(seed)
+    config = CandidateConfig()
+    rng = np.random.default_rng(seed + 10)
+    for s_from, s_to in ((-15.0, 60.0), (40.0, 400.0), (float(rng.uniform(0, 100)), 140.0)):
+        fast = candidates_module._build_reference_grid_kernel(reference, s_from, s_to, config)
+        slow = build_reference_grid(reference, s_from, s_to, config)
+        assert fast.s0 == slow.s0 and fast.ds == slow.ds
+        for name in ("xy", "normal", "speed_limit", "speed_cap", "left_offsets", "right_offsets"):
+            got, want = getattr(fast, name), getattr(slow, name)
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=name)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9, err_msg=name)
+    assert (slow.speed_cap < slow.speed_limit - 0.1).any()  # the curves lower the cap
+    for _ in range(40):
+        i = int(rng.integers(0, len(reference.s)))
+        x, y = reference.path[i, :2] + rng.normal(0.0, 3.0, 2)
+        yaw = float(reference.path[i, 2] + rng.normal(0.0, 1.0) + rng.choice([0.0, np.pi]))
+        fast_p = candidates_module._project_on_path_kernel(reference, x, y, yaw)
+        slow_p = project_on_path(reference, x, y, yaw)
+        assert fast_p.segment == slow_p.segment
+        np.testing.assert_allclose(
+            [fast_p.s, fast_p.d, fast_p.heading_error],
+            [slow_p.s, slow_p.d, slow_p.heading_error],
+            rtol=0.0, atol=1e-9,
+        )  # fmt: skip
+
+
+def test_unwrap_kernel_matches_numpy() -> None:
+    rng = np.random.default_rng(2)
+    angles = np.concatenate(
+        [rng.uniform(-np.pi, np.pi, 500), [0.0, np.pi, -np.pi, np.pi, 0.0, -np.pi, 3.0]]
+    )
+    np.testing.assert_array_equal(kernels.unwrap_kernel(angles), np.unwrap(angles))
+    np.testing.assert_array_equal(kernels.unwrap_kernel(np.zeros(0)), np.zeros(0))
 
 
 def test_reference_grid_extends_straight_past_the_path() -> None:

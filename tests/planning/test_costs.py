@@ -342,6 +342,30 @@ def test_interaction_kernel_matches_reference(seed: int) -> None:
     assert np.any(full[0] > 0.3) and np.any(full[2] > 0.3)
 
 
+def test_interaction_kernel_takes_rear_axle_poses() -> None:
+    """Rear-axle candidates give what their box states give (box states computed inside)."""
+    rng = np.random.default_rng(11)
+    cand = np.zeros((30, 25, len(TrajIndex)))
+    yaw = rng.uniform(-0.6, 0.6, (30, 1)) + np.cumsum(rng.normal(0, 0.05, (30, 25)), axis=1)
+    v = rng.uniform(0.0, 12.0, (30, 1)) + np.zeros((30, 25))
+    cand[..., TrajIndex.X] = rng.uniform(-2, 2, (30, 1)) + np.cumsum(v * np.cos(yaw) * DT, axis=1)
+    cand[..., TrajIndex.Y] = rng.uniform(-2, 2, (30, 1)) + np.cumsum(v * np.sin(yaw) * DT, axis=1)
+    cand[..., TrajIndex.YAW] = yaw
+    cand[..., TrajIndex.SPEED] = v
+    _, lateral, modes, sizes, weights = random_interaction_case(3, n=30)
+    args = (lateral, modes, 0.5 * sizes, weights, weights, LENGTH, WIDTH, REAR, 0.05, COS_BEHIND,
+            25, TAUS, 6.0, 1.0)  # fmt: skip
+    from_poses = ck.interaction_kernel(cand, *args)
+    from_boxes = ck.interaction_kernel(ego_states(*cand), *args)
+    want = costs.interaction_reference(cand, *args[:-2], 1.0)
+    for p, b, w in zip(from_poses, from_boxes, want, strict=True):
+        np.testing.assert_allclose(p, b, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(p, w, rtol=0, atol=1e-12)
+    assert (from_poses[1] >= 0).sum() > 3
+    with pytest.raises(ValueError, match="ego must be"):
+        ck.interaction_kernel(cand[..., :4].copy(), *args)
+
+
 def test_interaction_kernel_blocks_and_windows_do_not_matter() -> None:
     """More candidates than a block, a horizon that is not a whole number of windows, and
     candidates in any order give the same rows."""
@@ -401,7 +425,7 @@ def test_candidate_terms_kernel_matches_reference(seed: int) -> None:
     limits = np.where(rng.random(len(s)) < 0.2, np.inf, rng.uniform(3.0, 15.0, len(s)))
     index, coef = costs._savgol_band(30, DT, 5, 2)
     args = (np.ascontiguousarray(path[:, :2]), s, limits, REAR, FRONT, 0.5 * WIDTH, 1.75, 10,
-            index, coef)  # fmt: skip
+            index, coef, True)  # fmt: skip
     got = ck.candidate_terms_kernel(cand, *args)
     want = costs.candidate_terms_reference(cand, *args)
     np.testing.assert_allclose(got[0], want[0], rtol=0, atol=1e-12)
@@ -417,6 +441,11 @@ def test_candidate_terms_kernel_matches_reference(seed: int) -> None:
     bad[9, 0, TrajIndex.X] = np.inf
     finite = ck.candidate_terms_kernel(bad, *args)[3]
     assert finite.tolist() == [n not in (7, 9) for n in range(45)]
+    # without box states the rest is the same
+    lean = ck.candidate_terms_kernel(cand, *args[:-1], False)
+    assert lean[0].shape == (0, 30, len(ck.BoxState))
+    for a, b in zip(lean[1:], got[1:], strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def _curvy_path(seed: int) -> tuple[np.ndarray, np.ndarray]:

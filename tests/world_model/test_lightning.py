@@ -142,3 +142,28 @@ def test_release_checkpoint_round_trip(tmp_path: Path) -> None:
         load_checkpoint(bad)
     with pytest.raises(FileNotFoundError, match=r"nope\.ckpt"):
         load_checkpoint(tmp_path / "nope.ckpt")
+
+
+def test_evaluate_reproduces_the_validation_metrics_of_training(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    from kaido.tools.cli import main
+    from kaido.world_model.evaluate import evaluate
+
+    cfg = small_model(TEST_SPEC)
+    last = train(cfg, run_config(data_dir, max_steps=2), tmp_path / "run", progress=False)
+    logged = json.loads((tmp_path / "run" / "train.json").read_text())["metrics"]
+    report = evaluate(last, data_dir, split="val", batch_size=1, max_batches=1)
+    assert report["samples"] == 1
+    compared = [k for k in report["metrics"] if f"val/{k}" in logged]
+    assert {"bev_iou/drivable", "occ_iou/1s", "forecast/minADE", "plan/L2_1s"} <= set(compared)
+    for name in compared:
+        assert report["metrics"][name] == pytest.approx(logged[f"val/{name}"], rel=1e-4, abs=1e-5)
+    out = tmp_path / "eval.json"
+    code = main(["model", "evaluate", str(last), "--data", str(data_dir), "--out", str(out)])
+    assert code == 0
+    written = json.loads(out.read_text())
+    assert written["split"] == "val" and written["samples"] >= 1
+    assert written["provenance"]["versions"]["torch"].startswith("2.13")
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate(last, data_dir, batch_size=0)

@@ -1,0 +1,387 @@
+"""``kaido eval``: drive a leaderboard route set and write one results file.
+
+``kaido eval --routes FILE [--route-id ID ...] --backend embedded|carla --out DIR`` drives the
+routes one after another with :func:`run_route` (a plain function: one route, one backend, one
+record) and writes
+
+* ``DIR/<route>/results.json`` (plus ``run.mcap``, ``bev.mp4``) for each route, as ``kaido
+  drive`` does;
+* ``DIR/results.json``: the leaderboard's document over the whole set (global driving score =
+  mean of the route scores over all routes of the set, crashed or not yet driven routes
+  scoring 0);
+* ``DIR/checkpoint.json``: the records so far. Re-running the same command resumes: finished
+  routes are skipped, routes whose simulation crashed are driven again.
+
+A lost connection or a crashed server marks the route ``"Failed - Simulation crashed"`` (score
+0, counted in the global score), the backend's actors are cleaned up and the run stops with exit
+code 1, telling the user to re-run the command to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kaido.provenance import provenance, to_jsonable
+from kaido.scene.routes import RouteSpec, load_routes
+from kaido.scene.sensors import load_sensor_rig
+from kaido.scene.vehicle import DEFAULT_VEHICLE, REPO_CONFIGS, load_vehicle_profile
+from kaido.simulation.agents import make_agent
+from kaido.simulation.backend import Backend, BackendError, Scenario
+from kaido.simulation.metrics import FAILURE_SIMULATION_CRASH
+from kaido.simulation.results import METRIC_VERSION, RouteResult, results_document
+from kaido.simulation.runner import EpisodeOptions, run_episode
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "EvalOptions",
+    "EvalSummary",
+    "crashed_result",
+    "evaluate",
+    "make_eval_backend",
+    "register",
+    "route_scenario",
+    "run_route",
+]
+
+CHECKPOINT_NAME = "checkpoint.json"
+DEFAULT_RIG = REPO_CONFIGS / "sensors" / "default.yaml"
+BackendFactory = Callable[[], Backend]
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Everything ``kaido eval`` takes."""
+
+    routes: Path
+    """Leaderboard route file (1.0 or 2.0 format)."""
+    out_dir: Path
+    backend: str = "embedded"
+    route_ids: tuple[str, ...] = ()
+    """Routes to drive, in this order; empty: every route of the file."""
+    agent: str = "expert"
+    agent_options: dict[str, Any] = field(default_factory=dict)
+    maps: Path | None = None
+    """embedded: folder holding ``<town>.xodr`` for the routes' towns."""
+    host: str = "127.0.0.1"
+    port: int = 2000
+    timeout: float = 10.0
+    """[s] CARLA connection and tick timeout."""
+    seed: int = 0
+    seconds: float | None = None
+    """[s] simulated time limit per route (None: the route's own time budget)."""
+    sensors: bool = True
+    rig: Path = DEFAULT_RIG
+    vehicle: Path = DEFAULT_VEHICLE
+    traffic_density: float = 15.0
+    """[vehicles/lane-km]"""
+    dt: float = 0.05
+    """[s] simulation step."""
+    video: bool = False
+    mcap: bool = True
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class EvalSummary:
+    """What one ``kaido eval`` run did."""
+
+    results_path: Path
+    records: tuple[RouteResult, ...]
+    """Records of the routes driven so far, in route-set order."""
+    total_routes: int
+    driven: int
+    """Routes driven by this run (the others were resumed from the checkpoint)."""
+    crashed: str | None
+    """Why the run stopped early (a simulation crash), or None."""
+    driving_score: float
+    """[%] global driving score over all routes of the set."""
+
+
+def _route_dir(spec: RouteSpec) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec.route_id)
+    return f"route_{safe}"
+
+
+def _map_path(spec: RouteSpec, options: EvalOptions) -> Path:
+    if options.backend == "carla":
+        return Path(f"{spec.town}.xodr")  # CARLA loads the town by name
+    if options.maps is None:
+        raise ValueError("the embedded backend needs --maps DIR holding <town>.xodr files")
+    town = spec.town.removesuffix("_Opt")
+    for name in (spec.town, town, town.lower(), town.capitalize()):
+        path = Path(options.maps) / f"{name}.xodr"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"{options.maps}: no OpenDRIVE file {town}.xodr for route {spec.route_id}"
+    )
+
+
+def route_scenario(spec: RouteSpec, options: EvalOptions) -> Scenario:
+    """The scenario of one leaderboard route."""
+    return Scenario(
+        name=f"{spec.town}-route{spec.route_id}-seed{options.seed}",
+        map_path=_map_path(spec, options),
+        route_waypoints=np.asarray(spec.waypoints),
+        route_yaws=None if spec.yaws is None else np.asarray(spec.yaws),
+        route_id=spec.route_id,
+        traffic_density=options.traffic_density,
+        seed=options.seed,
+        dt=options.dt,
+    )
+
+
+def crashed_result(spec: RouteSpec, index: int, message: str) -> RouteResult:
+    """The record of a route whose simulation crashed: a failure with score 0."""
+    return RouteResult(
+        route_id=spec.route_id,
+        status=f"Failed - {FAILURE_SIMULATION_CRASH}",
+        driving_score=0.0,
+        route_completion=0.0,
+        infraction_penalty=1.0,
+        infractions=(),
+        duration_game_s=0.0,
+        route_length_m=0.0,
+        distance_driven_m=0.0,
+        town_name=spec.town,
+        crash_message=message
+        if message.lower().startswith("simulation")
+        else f"simulation crashed: {message}",
+        index=index,
+        metric_config={"metric_version": METRIC_VERSION},
+    )
+
+
+def run_route(backend: Backend, spec: RouteSpec, index: int, options: EvalOptions) -> RouteResult:
+    """Drive one route on ``backend`` and return its record.
+
+    A simulation crash (``BackendError``, or the CARLA client's ``RuntimeError``) becomes a
+    crashed record (:func:`crashed_result`); the per-route files go to
+    ``options.out_dir / route_<id>``.
+    """
+    scenario = route_scenario(spec, options)
+    vehicle = load_vehicle_profile(options.vehicle)
+    agent_options = dict(options.agent_options)
+    if options.agent == "learned":
+        agent_options.setdefault("rig", options.rig)
+    agent = make_agent(options.agent, **agent_options)
+    try:
+        episode = run_episode(
+            backend,
+            agent,
+            scenario,
+            EpisodeOptions(
+                out_dir=options.out_dir / _route_dir(spec),
+                record_mcap=options.mcap,
+                record_video=options.video,
+                max_seconds=options.seconds,
+                progress=options.progress,
+            ),
+            road_map_of=lambda b: b.road_map,  # type: ignore[attr-defined]
+            vehicle=vehicle,
+            config=options,
+        )
+    except (BackendError, RuntimeError) as err:
+        return crashed_result(spec, index, str(err).splitlines()[0] if str(err) else repr(err))
+    return replace(episode.result, index=index)
+
+
+def make_eval_backend(options: EvalOptions) -> Backend:
+    """The backend ``options`` name (CARLA: connected and version-checked)."""
+    rig = load_sensor_rig(options.rig) if options.sensors else None
+    vehicle = load_vehicle_profile(options.vehicle)
+    if options.backend == "embedded":
+        from kaido.simulation.embedded.backend import EmbeddedBackend, EmbeddedConfig
+
+        return EmbeddedBackend(EmbeddedConfig(rig=rig, vehicle=vehicle))
+    if options.backend == "carla":
+        from kaido.simulation.carla.backend import CarlaBackend, CarlaConfig
+
+        return CarlaBackend(
+            CarlaConfig(
+                host=options.host,
+                port=options.port,
+                timeout=options.timeout,
+                rig=rig,
+                vehicle=vehicle,
+            )
+        )
+    raise ValueError(f"backend {options.backend!r} is not available (known: embedded, carla)")
+
+
+def _read_checkpoint(path: Path, routes: Path, ids: list[str]) -> dict[str, RouteResult]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        saved_ids = [str(i) for i in data["route_ids"]]
+        saved_routes = str(data["routes"])
+        records = {str(k): RouteResult.from_json(v) for k, v in data["records"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: unreadable checkpoint ({err}); delete it to start over") from err
+    if saved_ids != ids or saved_routes != str(routes.resolve()):
+        raise ValueError(
+            f"{path}: the checkpoint is for other routes ({saved_routes}, {len(saved_ids)} "
+            "routes); use another --out or delete it to start over"
+        )
+    return records
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def evaluate(options: EvalOptions, backend_factory: BackendFactory | None = None) -> EvalSummary:
+    """Drive the route set of ``options`` (resuming from ``out_dir/checkpoint.json``)."""
+    specs = load_routes(options.routes, route_ids=list(options.route_ids) or None)
+    if options.route_ids:
+        order = {rid: i for i, rid in enumerate(options.route_ids)}
+        specs = sorted(specs, key=lambda s: order[s.route_id])
+    ids = [s.route_id for s in specs]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{options.routes}: route ids repeat in the selection: {ids}")
+    out = Path(options.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / CHECKPOINT_NAME
+    records = _read_checkpoint(checkpoint, Path(options.routes), ids)
+    todo = [
+        (i, s)
+        for i, s in enumerate(specs)
+        if s.route_id not in records or "Simulation crashed" in records[s.route_id].status
+    ]
+    run_provenance = provenance(options)
+    crashed: str | None = None
+    driven = 0
+
+    def save() -> Path:
+        ordered = [records[i] for i in ids if i in records]
+        _write_json(
+            checkpoint,
+            {
+                "routes": str(Path(options.routes).resolve()),
+                "route_ids": ids,
+                "records": {rid: records[rid].to_json() for rid in ids if rid in records},
+                "progress": [len(ordered), len(ids)],
+                "updated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
+        document = results_document(
+            ordered,
+            provenance=run_provenance,
+            config={"eval": to_jsonable(options)},
+            total_routes=len(ids),
+        )
+        results_path = out / "results.json"
+        _write_json(results_path, document)
+        return results_path
+
+    results_path = save()
+    if todo:
+        backend = (backend_factory or (lambda: make_eval_backend(options)))()
+        try:
+            for index, spec in todo:
+                if options.progress:
+                    print(f"route {spec.route_id} ({index + 1}/{len(ids)})", file=sys.stderr)
+                record = run_route(backend, spec, index, options)
+                records[spec.route_id] = record
+                driven += 1
+                results_path = save()
+                if "Simulation crashed" in record.status:
+                    crashed = record.crash_message or record.status
+                    break
+        finally:
+            backend.close()
+    ordered = tuple(records[i] for i in ids if i in records)
+    score = sum(r.driving_score for r in ordered) / len(ids) if ids else 0.0
+    return EvalSummary(
+        results_path=results_path,
+        records=ordered,
+        total_routes=len(ids),
+        driven=driven,
+        crashed=crashed,
+        driving_score=score,
+    )
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    options = EvalOptions(
+        routes=Path(args.routes),
+        out_dir=Path(args.out),
+        backend=args.backend,
+        route_ids=tuple(args.route_id or ()),
+        agent=args.agent,
+        agent_options={"checkpoint": Path(args.checkpoint)} if args.checkpoint else {},
+        maps=Path(args.maps) if args.maps else None,
+        host=args.host,
+        port=args.port,
+        timeout=args.timeout,
+        seed=args.seed,
+        seconds=args.seconds,
+        sensors=not args.no_sensors,
+        traffic_density=args.traffic,
+        video=args.video,
+        progress=not args.quiet,
+    )
+    if args.rig:
+        options = replace(options, rig=Path(args.rig))
+    if not options.routes.is_file():
+        raise FileNotFoundError(f"{options.routes}: no such route file")
+    summary = evaluate(options)
+    for record in summary.records:
+        print(
+            f"route {record.route_id:>6}  DS {record.driving_score:6.2f}  "
+            f"RC {record.route_completion:6.2f} %  IP {record.infraction_penalty:.3f}  "
+            f"{record.status}"
+        )
+    print(
+        f"driving score {summary.driving_score:.2f} over {summary.total_routes} route(s) "
+        f"({len(summary.records)} recorded, {summary.driven} driven now); "
+        f"results {summary.results_path}"
+    )
+    if summary.crashed is not None:
+        print(
+            f"kaido eval: the simulation crashed ({summary.crashed}); re-run the same command "
+            "to resume",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``kaido eval`` to the command line's subparsers."""
+    parser = sub.add_parser("eval", help="drive a leaderboard route set, write one results file")
+    parser.add_argument("--routes", required=True, help="leaderboard route file (1.0 or 2.0)")
+    parser.add_argument(
+        "--route-id", action="append", help="route to drive (repeatable; default: all)"
+    )
+    parser.add_argument("--backend", choices=("embedded", "carla"), default="embedded")
+    parser.add_argument(
+        "--agent", default="expert", help="driving agent: expert, learned, baseline"
+    )
+    parser.add_argument("--checkpoint", help="learned agent: model checkpoint")
+    parser.add_argument("--maps", help="embedded: folder with <town>.xodr for the routes' towns")
+    parser.add_argument("--host", default="127.0.0.1", help="carla: server host")
+    parser.add_argument("--port", type=int, default=2000, help="carla: server port")
+    parser.add_argument("--timeout", type=float, default=10.0, help="carla: timeout [s]")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seconds", type=float, help="simulated time limit per route [s]")
+    parser.add_argument("--traffic", type=float, default=15.0, help="vehicles per lane-km")
+    parser.add_argument("--no-sensors", action="store_true", help="ground truth only")
+    parser.add_argument("--rig", help="sensor rig YAML (default: configs/sensors/default.yaml)")
+    parser.add_argument("--video", action="store_true", help="write bev.mp4 per route")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--out", default="out/eval", help="output folder")
+    parser.set_defaults(func=_cmd_eval)
