@@ -126,25 +126,40 @@ def build_scenario(options: DriveOptions) -> Scenario:
     )
 
 
-def make_backend(options: DriveOptions) -> Backend:
-    """The backend ``options.backend`` names (CARLA: connected and version-checked)."""
-    rig = load_sensor_rig(options.rig) if options.sensors else None
-    vehicle = load_vehicle_profile(options.vehicle)
-    if options.backend == "embedded":
-        return EmbeddedBackend(EmbeddedConfig(rig=rig, vehicle=vehicle))
-    if options.backend == "carla":
+def build_backend(
+    name: str,
+    *,
+    rig: Path | None,
+    vehicle: Path,
+    host: str = "127.0.0.1",
+    port: int = 2000,
+    timeout: float = 10.0,
+) -> Backend:
+    """The backend ``name`` (``embedded`` or ``carla``: connected and version-checked) with the
+    sensor rig YAML ``rig`` (None: no sensors) and the vehicle profile YAML ``vehicle``."""
+    sensor_rig = load_sensor_rig(rig) if rig is not None else None
+    profile = load_vehicle_profile(vehicle)
+    if name == "embedded":
+        return EmbeddedBackend(EmbeddedConfig(rig=sensor_rig, vehicle=profile))
+    if name == "carla":
         from kaido.simulation.carla.backend import CarlaBackend, CarlaConfig
 
         return CarlaBackend(
-            CarlaConfig(
-                host=options.host,
-                port=options.port,
-                timeout=options.timeout,
-                rig=rig,
-                vehicle=vehicle,
-            )
+            CarlaConfig(host=host, port=port, timeout=timeout, rig=sensor_rig, vehicle=profile)
         )
-    raise ValueError(f"backend {options.backend!r} is not available (known: embedded, carla)")
+    raise ValueError(f"backend {name!r} is not available (known: embedded, carla)")
+
+
+def make_backend(options: DriveOptions) -> Backend:
+    """The backend ``options.backend`` names (CARLA: connected and version-checked)."""
+    return build_backend(
+        options.backend,
+        rig=options.rig if options.sensors else None,
+        vehicle=options.vehicle,
+        host=options.host,
+        port=options.port,
+        timeout=options.timeout,
+    )
 
 
 def drive(options: DriveOptions) -> EpisodeResult:

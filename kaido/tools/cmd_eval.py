@@ -1,8 +1,20 @@
-"""``kaido eval``: drive a leaderboard route set and write one results file.
+"""``kaido eval``: drive a route set and write one results file.
 
-``kaido eval --routes FILE [--route-id ID ...] --backend embedded|carla --out DIR`` drives the
-routes one after another with :func:`run_route` (a plain function: one route, one backend, one
-record) and writes
+``kaido eval --routes FILE [--route-id ID ...] --backend embedded|carla --out DIR`` drives a
+leaderboard route file; ``kaido eval --generated N [--seed S] --out DIR`` drives N generated
+scenarios instead (seeds ``S .. S+N-1``, each the town and random route ``kaido drive --seed``
+makes, so no map file is needed). Each route is one call of :func:`run_route` (a plain function:
+one route, one backend, one record).
+
+With the embedded backend the routes run in parallel worker processes (``--workers N``, default
+the core count), one fresh process per route (libsumo holds one simulation per process; see
+:mod:`kaido.simulation.eval_pool`). Each route is isolated: an exception, a killed worker or a
+worker still running after ``--route-timeout S`` wall-clock seconds marks that route ``"Failed -
+Simulation crashed"`` (score 0, the reason in ``crash_message``) and the run goes on; the command
+then exits with code 1 and a re-run drives those routes again. ``--workers 0`` (and the CARLA
+backend: one server) drives the routes one after another in this process with one backend.
+
+It writes
 
 * ``DIR/<route>/results.json`` (plus ``run.mcap``, ``bev.mp4``) for each route, as ``kaido
   drive`` does;
@@ -12,14 +24,16 @@ record) and writes
 * ``DIR/checkpoint.json``: the records so far. Re-running the same command resumes: finished
   routes are skipped, routes whose simulation crashed are driven again.
 
-A lost connection or a crashed server marks the route ``"Failed - Simulation crashed"`` (score
-0, counted in the global score), the backend's actors are cleaned up and the run stops with exit
-code 1, telling the user to re-run the command to resume.
+In this process (``--workers 0``, CARLA), a lost connection or a crashed server marks the route
+``"Failed - Simulation crashed"`` (score 0, counted in the global score), the backend's actors are
+cleaned up and the run stops with exit code 1, telling the user to re-run the command to resume.
+Only the parent process writes the checkpoint and ``results.json``, after each finished route.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -33,19 +47,23 @@ import numpy as np
 
 from kaido.provenance import provenance, to_jsonable
 from kaido.scene.routes import RouteSpec, load_routes
-from kaido.scene.sensors import load_sensor_rig
 from kaido.scene.vehicle import DEFAULT_VEHICLE, REPO_CONFIGS, load_vehicle_profile
 from kaido.simulation.agents import make_agent
 from kaido.simulation.backend import Backend, BackendError, Scenario
+from kaido.simulation.drive import DriveOptions, build_backend, build_scenario
+from kaido.simulation.eval_pool import OutcomeKind, TaskOutcome, default_workers, run_isolated
 from kaido.simulation.metrics import FAILURE_SIMULATION_CRASH
 from kaido.simulation.results import METRIC_VERSION, RouteResult, results_document
 from kaido.simulation.runner import EpisodeOptions, run_episode
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "EXIT_INTERRUPTED",
     "EvalOptions",
     "EvalSummary",
+    "GeneratedRoute",
     "crashed_result",
+    "eval_routes",
     "evaluate",
     "make_eval_backend",
     "register",
@@ -56,14 +74,16 @@ __all__ = [
 CHECKPOINT_NAME = "checkpoint.json"
 DEFAULT_RIG = REPO_CONFIGS / "sensors" / "default.yaml"
 BackendFactory = Callable[[], Backend]
+EXIT_INTERRUPTED = 130
+"""Exit code of an interrupted ``kaido eval`` (128 + SIGINT, as a shell reports it)."""
 
 
 @dataclass(frozen=True)
 class EvalOptions:
     """Everything ``kaido eval`` takes."""
 
-    routes: Path
-    """Leaderboard route file (1.0 or 2.0 format)."""
+    routes: Path | None
+    """Leaderboard route file (1.0 or 2.0 format); None with ``generated`` routes."""
     out_dir: Path
     backend: str = "embedded"
     route_ids: tuple[str, ...] = ()
@@ -89,6 +109,56 @@ class EvalOptions:
     video: bool = False
     mcap: bool = True
     progress: bool = True
+    generated: int = 0
+    """Number of generated scenarios to drive instead of a route file (seeds ``seed ..
+    seed + generated - 1``, each as ``kaido drive --seed`` makes it); 0: use ``routes``."""
+    workers: int = 0
+    """Worker processes, one fresh process per route; 0: drive the routes one after another in
+    this process with one backend (always so for the CARLA backend). ``kaido eval`` defaults to
+    the core count."""
+    route_timeout: float | None = None
+    """[s] wall-clock limit per route in a worker process (None: no limit)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.generated, bool) or not isinstance(self.generated, int):
+            raise TypeError(f"EvalOptions.generated: must be an int, got {self.generated!r}")
+        if self.generated < 0:
+            raise ValueError(f"EvalOptions.generated: must be >= 0, got {self.generated}")
+        if (self.routes is None) == (self.generated == 0):
+            raise ValueError(
+                "EvalOptions: give exactly one route set: routes (a route file) or generated > 0 "
+                f"(got routes={self.routes!r}, generated={self.generated})"
+            )
+        if self.generated and self.route_ids:
+            raise ValueError("EvalOptions.route_ids: only for a route file, not generated routes")
+        if self.generated and self.backend != "embedded":
+            raise ValueError(
+                f"EvalOptions: generated routes need the embedded backend, not {self.backend!r}"
+            )
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ValueError(f"EvalOptions.workers: must be an int >= 0, got {self.workers!r}")
+        if self.route_timeout is not None and not self.route_timeout > 0:
+            raise ValueError(
+                f"EvalOptions.route_timeout: must be > 0 s or None, got {self.route_timeout!r}"
+            )
+
+
+@dataclass(frozen=True)
+class GeneratedRoute:
+    """One generated scenario: the town and random route ``kaido drive --seed SEED`` makes."""
+
+    seed: int
+
+    @property
+    def route_id(self) -> str:
+        return f"seed{self.seed}"
+
+    @property
+    def town(self) -> str:
+        return "town"
+
+
+EvalRoute = RouteSpec | GeneratedRoute
 
 
 @dataclass(frozen=True)
@@ -102,12 +172,13 @@ class EvalSummary:
     driven: int
     """Routes driven by this run (the others were resumed from the checkpoint)."""
     crashed: str | None
-    """Why the run stopped early (a simulation crash), or None."""
+    """Why a route of this run crashed (the first such route; in this process the run stopped
+    there, in worker processes the others went on), or None."""
     driving_score: float
     """[%] global driving score over all routes of the set."""
 
 
-def _route_dir(spec: RouteSpec) -> str:
+def _route_dir(spec: EvalRoute) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec.route_id)
     return f"route_{safe}"
 
@@ -127,8 +198,19 @@ def _map_path(spec: RouteSpec, options: EvalOptions) -> Path:
     )
 
 
-def route_scenario(spec: RouteSpec, options: EvalOptions) -> Scenario:
-    """The scenario of one leaderboard route."""
+def route_scenario(spec: EvalRoute, options: EvalOptions) -> Scenario:
+    """The scenario of one route (a generated route writes its town into its route folder)."""
+    if isinstance(spec, GeneratedRoute):
+        folder = Path(options.out_dir) / _route_dir(spec)
+        folder.mkdir(parents=True, exist_ok=True)
+        return build_scenario(
+            DriveOptions(
+                out_dir=folder,
+                seed=spec.seed,
+                traffic_density=options.traffic_density,
+                dt=options.dt,
+            )
+        )
     return Scenario(
         name=f"{spec.town}-route{spec.route_id}-seed{options.seed}",
         map_path=_map_path(spec, options),
@@ -141,7 +223,7 @@ def route_scenario(spec: RouteSpec, options: EvalOptions) -> Scenario:
     )
 
 
-def crashed_result(spec: RouteSpec, index: int, message: str) -> RouteResult:
+def crashed_result(spec: EvalRoute, index: int, message: str) -> RouteResult:
     """The record of a route whose simulation crashed: a failure with score 0."""
     return RouteResult(
         route_id=spec.route_id,
@@ -162,7 +244,7 @@ def crashed_result(spec: RouteSpec, index: int, message: str) -> RouteResult:
     )
 
 
-def run_route(backend: Backend, spec: RouteSpec, index: int, options: EvalOptions) -> RouteResult:
+def run_route(backend: Backend, spec: EvalRoute, index: int, options: EvalOptions) -> RouteResult:
     """Drive one route on ``backend`` and return its record.
 
     A simulation crash (``BackendError``, or the CARLA client's ``RuntimeError``) becomes a
@@ -193,33 +275,42 @@ def run_route(backend: Backend, spec: RouteSpec, index: int, options: EvalOption
         )
     except (BackendError, RuntimeError) as err:
         return crashed_result(spec, index, str(err).splitlines()[0] if str(err) else repr(err))
-    return replace(episode.result, index=index)
+    return replace(episode.result, index=index, route_id=spec.route_id)
 
 
 def make_eval_backend(options: EvalOptions) -> Backend:
     """The backend ``options`` name (CARLA: connected and version-checked)."""
-    rig = load_sensor_rig(options.rig) if options.sensors else None
-    vehicle = load_vehicle_profile(options.vehicle)
-    if options.backend == "embedded":
-        from kaido.simulation.embedded.backend import EmbeddedBackend, EmbeddedConfig
-
-        return EmbeddedBackend(EmbeddedConfig(rig=rig, vehicle=vehicle))
-    if options.backend == "carla":
-        from kaido.simulation.carla.backend import CarlaBackend, CarlaConfig
-
-        return CarlaBackend(
-            CarlaConfig(
-                host=options.host,
-                port=options.port,
-                timeout=options.timeout,
-                rig=rig,
-                vehicle=vehicle,
-            )
-        )
-    raise ValueError(f"backend {options.backend!r} is not available (known: embedded, carla)")
+    return build_backend(
+        options.backend,
+        rig=Path(options.rig) if options.sensors else None,
+        vehicle=Path(options.vehicle),
+        host=options.host,
+        port=options.port,
+        timeout=options.timeout,
+    )
 
 
-def _read_checkpoint(path: Path, routes: Path, ids: list[str]) -> dict[str, RouteResult]:
+def eval_routes(options: EvalOptions) -> list[EvalRoute]:
+    """The routes of ``options``' route set, in driving order (``route_ids`` order if given)."""
+    if options.generated:
+        return [GeneratedRoute(options.seed + i) for i in range(options.generated)]
+    assert options.routes is not None  # EvalOptions checks that one route set is given
+    specs = load_routes(options.routes, route_ids=list(options.route_ids) or None)
+    if options.route_ids:
+        order = {rid: i for i, rid in enumerate(options.route_ids)}
+        specs = sorted(specs, key=lambda s: order[s.route_id])
+    return list(specs)
+
+
+def _route_set_name(options: EvalOptions) -> str:
+    """What the checkpoint records as the route set (a resolved file path or the seeds)."""
+    if options.generated:
+        return f"generated: seeds {options.seed}..{options.seed + options.generated - 1}"
+    assert options.routes is not None
+    return str(Path(options.routes).resolve())
+
+
+def _read_checkpoint(path: Path, route_set: str, ids: list[str]) -> dict[str, RouteResult]:
     if not path.is_file():
         return {}
     try:
@@ -229,7 +320,7 @@ def _read_checkpoint(path: Path, routes: Path, ids: list[str]) -> dict[str, Rout
         records = {str(k): RouteResult.from_json(v) for k, v in data["records"].items()}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: unreadable checkpoint ({err}); delete it to start over") from err
-    if saved_ids != ids or saved_routes != str(routes.resolve()):
+    if saved_ids != ids or saved_routes != route_set:
         raise ValueError(
             f"{path}: the checkpoint is for other routes ({saved_routes}, {len(saved_ids)} "
             "routes); use another --out or delete it to start over"
@@ -243,19 +334,45 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _drive_in_worker(
+    spec: EvalRoute, index: int, options: EvalOptions, backend_factory: BackendFactory | None
+) -> dict[str, Any]:
+    """Worker process body: one route on its own backend, its record as JSON data."""
+    backend = (backend_factory or (lambda: make_eval_backend(options)))()
+    try:
+        return run_route(backend, spec, index, options).to_json()
+    finally:
+        backend.close()
+
+
+def _outcome_record(outcome: TaskOutcome, spec: EvalRoute, index: int) -> RouteResult:
+    """The record of a route from its worker's outcome (a crashed record unless it finished)."""
+    if outcome.kind is OutcomeKind.OK:
+        return RouteResult.from_json(outcome.value)
+    reason = {
+        OutcomeKind.RAISED: "the route raised",
+        OutcomeKind.DIED: "the worker died",
+        OutcomeKind.TIMED_OUT: "the route hung",
+    }[outcome.kind]
+    return crashed_result(spec, index, f"simulation crashed ({reason}): {outcome.error}")
+
+
 def evaluate(options: EvalOptions, backend_factory: BackendFactory | None = None) -> EvalSummary:
-    """Drive the route set of ``options`` (resuming from ``out_dir/checkpoint.json``)."""
-    specs = load_routes(options.routes, route_ids=list(options.route_ids) or None)
-    if options.route_ids:
-        order = {rid: i for i, rid in enumerate(options.route_ids)}
-        specs = sorted(specs, key=lambda s: order[s.route_id])
+    """Drive the route set of ``options`` (resuming from ``out_dir/checkpoint.json``).
+
+    ``options.workers >= 1`` (embedded backend): each route in a fresh worker process
+    (``backend_factory``, when given, is called in the worker); otherwise in this process with
+    one backend.
+    """
+    specs = eval_routes(options)
     ids = [s.route_id for s in specs]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{options.routes}: route ids repeat in the selection: {ids}")
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / CHECKPOINT_NAME
-    records = _read_checkpoint(checkpoint, Path(options.routes), ids)
+    route_set = _route_set_name(options)
+    records = _read_checkpoint(checkpoint, route_set, ids)
     todo = [
         (i, s)
         for i, s in enumerate(specs)
@@ -270,7 +387,7 @@ def evaluate(options: EvalOptions, backend_factory: BackendFactory | None = None
         _write_json(
             checkpoint,
             {
-                "routes": str(Path(options.routes).resolve()),
+                "routes": route_set,
                 "route_ids": ids,
                 "records": {rid: records[rid].to_json() for rid in ids if rid in records},
                 "progress": [len(ordered), len(ids)],
@@ -288,7 +405,8 @@ def evaluate(options: EvalOptions, backend_factory: BackendFactory | None = None
         return results_path
 
     results_path = save()
-    if todo:
+    in_process = options.workers == 0 or options.backend == "carla"
+    if todo and in_process:
         backend = (backend_factory or (lambda: make_eval_backend(options)))()
         try:
             for index, spec in todo:
@@ -303,6 +421,38 @@ def evaluate(options: EvalOptions, backend_factory: BackendFactory | None = None
                     break
         finally:
             backend.close()
+    elif todo:
+        by_id = {spec.route_id: (index, spec) for index, spec in todo}
+
+        def finished(outcome: TaskOutcome) -> None:
+            nonlocal driven, crashed, results_path
+            index, spec = by_id[outcome.key]
+            record = _outcome_record(outcome, spec, index)
+            records[spec.route_id] = record
+            driven += 1
+            results_path = save()
+            if "Simulation crashed" in record.status and crashed is None:
+                crashed = f"route {spec.route_id}: {record.crash_message or record.status}"
+            if options.progress:
+                print(
+                    f"route {spec.route_id} ({index + 1}/{len(ids)}) done: {record.status}, "
+                    f"DS {record.driving_score:.2f} ({outcome.wall_s:.1f} s)",
+                    file=sys.stderr,
+                )
+
+        tasks = [
+            (
+                spec.route_id,
+                functools.partial(_drive_in_worker, spec, index, options, backend_factory),
+            )
+            for index, spec in todo
+        ]
+        run_isolated(
+            tasks,
+            workers=options.workers,
+            on_outcome=finished,
+            timeout_s=options.route_timeout,
+        )
     ordered = tuple(records[i] for i in ids if i in records)
     score = sum(r.driving_score for r in ordered) / len(ids) if ids else 0.0
     return EvalSummary(
@@ -316,8 +466,18 @@ def evaluate(options: EvalOptions, backend_factory: BackendFactory | None = None
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if (args.routes is None) == (args.generated is None):
+        raise ValueError("give one route set: --routes FILE or --generated N")
+    if args.generated is not None and args.generated < 1:
+        raise ValueError(f"--generated: must be >= 1, got {args.generated}")
+    workers = default_workers() if args.workers is None else args.workers
+    if workers < 0:
+        raise ValueError(f"--workers: must be >= 0, got {workers}")
     options = EvalOptions(
-        routes=Path(args.routes),
+        routes=Path(args.routes) if args.routes is not None else None,
+        generated=args.generated or 0,
+        workers=workers,
+        route_timeout=args.route_timeout,
         out_dir=Path(args.out),
         backend=args.backend,
         route_ids=tuple(args.route_id or ()),
@@ -336,9 +496,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
     if args.rig:
         options = replace(options, rig=Path(args.rig))
-    if not options.routes.is_file():
+    if options.routes is not None and not options.routes.is_file():
         raise FileNotFoundError(f"{options.routes}: no such route file")
-    summary = evaluate(options)
+    try:
+        summary = evaluate(options)
+    except KeyboardInterrupt:
+        print(
+            "kaido eval: interrupted; finished routes are kept in "
+            f"{options.out_dir / CHECKPOINT_NAME}; re-run the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     for record in summary.records:
         print(
             f"route {record.route_id:>6}  DS {record.driving_score:6.2f}  "
@@ -353,7 +521,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if summary.crashed is not None:
         print(
             f"kaido eval: the simulation crashed ({summary.crashed}); re-run the same command "
-            "to resume",
+            "to drive the crashed and remaining routes",
             file=sys.stderr,
         )
         return 1
@@ -362,8 +530,26 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``kaido eval`` to the command line's subparsers."""
-    parser = sub.add_parser("eval", help="drive a leaderboard route set, write one results file")
-    parser.add_argument("--routes", required=True, help="leaderboard route file (1.0 or 2.0)")
+    parser = sub.add_parser("eval", help="drive a route set in parallel, write one results file")
+    parser.add_argument("--routes", help="leaderboard route file (1.0 or 2.0)")
+    parser.add_argument(
+        "--generated",
+        type=int,
+        metavar="N",
+        help="instead of --routes: N generated towns/routes, seeds --seed .. --seed+N-1",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes, one fresh process per route (default: the core count; "
+        "0: all routes in this process)",
+    )
+    parser.add_argument(
+        "--route-timeout",
+        type=float,
+        metavar="S",
+        help="wall-clock limit per route in a worker [s]; past it the route is marked failed",
+    )
     parser.add_argument(
         "--route-id", action="append", help="route to drive (repeatable; default: all)"
     )
@@ -376,7 +562,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="carla: server host")
     parser.add_argument("--port", type=int, default=2000, help="carla: server port")
     parser.add_argument("--timeout", type=float, default=10.0, help="carla: timeout [s]")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="traffic seed; with --generated the first town seed"
+    )
     parser.add_argument("--seconds", type=float, help="simulated time limit per route [s]")
     parser.add_argument("--traffic", type=float, default=15.0, help="vehicles per lane-km")
     parser.add_argument("--no-sensors", action="store_true", help="ground truth only")

@@ -1,10 +1,22 @@
-"""``kaido replay SOURCE... --mode predict --out DIR``: score predictors on recorded traffic.
+"""``kaido replay SOURCE... --mode predict|open|closed --out DIR``: replay and score drives.
 
-Each SOURCE is anything :func:`kaido.logs.replay_source.open_source` reads (AV2 scenario or
-sensor log folder, WOMD ``.tfrecord``, CommonRoad ``.xml``, kaido ``.mcap``). Writes
-``DIR/results.json``: per scenario and predictor the metrics in the dataset's protocol, the
-agent-weighted aggregate per protocol with each predictor's minFDE ratio to constant velocity,
-and provenance. Exit code 2 with one line on bad input.
+``--mode predict`` scores predictors on recorded traffic. Each SOURCE is anything
+:func:`kaido.logs.replay_source.open_source` reads (AV2 scenario or sensor log folder, WOMD
+``.tfrecord``, CommonRoad ``.xml``, kaido ``.mcap``). Writes ``DIR/results.json``: per scenario
+and predictor the metrics in the dataset's protocol, the agent-weighted aggregate per protocol
+with each predictor's minFDE ratio to constant velocity, and provenance.
+
+``--mode open`` plans with the privileged expert's planner on each kaido ``.mcap`` log's inputs
+and scores the plans against the logged ego (L2 at 1/2/3 s under both averaging protocols,
+collision rate against the logged agents; :mod:`kaido.simulation.replay.open_loop`).
+
+``--mode closed`` replays kaido ``.mcap`` logs closed loop, non-reactive, with ``--agent``
+(``expert``, ``baseline``, any registered agent, or ``logged`` to send the logged controls; see
+:mod:`kaido.simulation.replay.closed_loop`), writing a drive's ``results.json``, ``run.mcap`` and
+``bev.mp4``.
+
+Open and closed modes write to DIR, or to ``DIR/<log name>/`` for each of several logs. Exit code
+2 with one line on bad input.
 """
 
 from __future__ import annotations
@@ -16,9 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "register", "run_predict"]
+__all__ = ["main", "register", "run_closed", "run_open", "run_predict"]
 
-MODES = ("predict",)
+MODES = ("predict", "open", "closed")
 
 
 def run_predict(
@@ -86,7 +98,85 @@ def run_predict(
     return results
 
 
+def run_closed(
+    sources: Sequence[Path], out: Path, agent: str = "expert", video: bool = True
+) -> list[dict[str, Any]]:
+    """Replay each kaido log in ``sources`` closed loop with ``agent``; return the ``replay``
+    sections of the ``results.json`` files written (``out``, or ``out/<log name>`` for several
+    logs)."""
+    from kaido.simulation.replay.closed_loop import run_closed_loop
+
+    summaries = []
+    for src in sources:
+        target = out if len(sources) == 1 else out / Path(src).stem
+        result = run_closed_loop(src, target, agent=agent, record_video=video)
+        document = json.loads(result.episode.results_path.read_text())
+        record = document["_checkpoint"]["records"][0]
+        summaries.append(
+            {
+                **document["replay"],
+                "status": record["status"],
+                "driving_score": record["scores"]["score_composed"],
+                "results": str(result.episode.results_path),
+            }
+        )
+    return summaries
+
+
+def run_open(sources: Sequence[Path], out: Path, every_s: float = 0.5) -> list[dict[str, Any]]:
+    """Score the planner open loop on each kaido log in ``sources``; return the ``results.json``
+    documents written (``out``, or ``out/<log name>`` for several logs)."""
+    from kaido.simulation.replay.open_loop import run_open_loop
+
+    documents = []
+    for src in sources:
+        target = out if len(sources) == 1 else out / Path(src).stem
+        result = run_open_loop(src, target, every_s=every_s)
+        documents.append(json.loads(result.results_path.read_text()))
+    return documents
+
+
+def _cmd_open(args: argparse.Namespace) -> int:
+    try:
+        documents = run_open([Path(s) for s in args.source], Path(args.out), args.every)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"kaido replay: {exc}", file=sys.stderr)
+        return 2
+    for d in documents:
+        l2 = "  ".join(
+            f"{protocol} " + " ".join(f"{h} {v:.2f} m" for h, v in values.items() if v is not None)
+            for protocol, values in d["l2_m"].items()
+        )
+        rate = d["collision_rate"]
+        print(
+            f"{Path(d['source']).name}: {d['planning_steps']} plans  L2 {l2}  collision rate "
+            + (f"{rate:.3f}" if rate is not None else "n/a")
+        )
+    return 0
+
+
+def _cmd_closed(args: argparse.Namespace) -> int:
+    try:
+        summaries = run_closed(
+            [Path(s) for s in args.source], Path(args.out), args.agent, not args.no_video
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"kaido replay: {exc}", file=sys.stderr)
+        return 2
+    for s in summaries:
+        print(
+            f"{Path(s['source']).name}: {s['status']}  DS {s['driving_score']:.1f}  "
+            f"progress/logged {s['progress_ratio_vs_logged']:.2f}  "
+            f"max deviation {s['max_deviation_from_log_m']:.2f} m  -> {s['results']}"
+        )
+    return 0
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
+    if args.mode == "closed":
+        return _cmd_closed(args)
+    if args.mode == "open":
+        return _cmd_open(args)
     predictors = [p for p in (args.predictors or "").split(",") if p] or None
     try:
         results = run_predict([Path(s) for s in args.source], Path(args.out), predictors)
@@ -113,6 +203,15 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", nargs="+", help="replay sources (scenario folders or files)")
     parser.add_argument("--mode", choices=MODES, default="predict", help="what to score")
     parser.add_argument("--predictors", default="", help="comma-separated predictor names")
+    parser.add_argument(
+        "--agent",
+        default="expert",
+        help="closed mode: the agent driving the ego (expert, baseline, ..., or logged)",
+    )
+    parser.add_argument("--no-video", action="store_true", help="closed mode: no bev.mp4")
+    parser.add_argument(
+        "--every", type=float, default=0.5, help="open mode: seconds between planning steps"
+    )
     parser.add_argument("--out", required=True, help="output folder for results.json")
 
 

@@ -23,8 +23,8 @@ from kaido.scene.town_generator import TownSpec, write_town
 from kaido.scene.vehicle import VehicleProfile
 from kaido.simulation.backend import Observation, Scenario
 from kaido.simulation.embedded.backend import EmbeddedBackend, EmbeddedConfig
-from kaido.stack.expert import PrivilegedExpert
 from kaido.simulation.faults import SMALL_RIG
+from kaido.stack.expert import PrivilegedExpert
 from kaido.stack.runtime import (
     DEFAULT_RUNTIME_CONFIG,
     STAGES,
