@@ -8,6 +8,7 @@ STAMP := $(VENV)/.kaido-installed
 OUT ?= out
 TORCH_VERSION := 2.13.0
 DEBIAN_PACKAGES := libusb-1.0-0
+DEBIAN_OPTIONAL := chromium
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -28,6 +29,17 @@ system-deps:
 	    echo "note: Debian packages missing:$$missing (run 'sudo apt-get install$$missing'); the core stack works without them" >&2; \
 	  fi; \
 	fi
+	@for p in $(DEBIAN_OPTIONAL); do \
+	  dpkg -s $$p >/dev/null 2>&1 && continue; \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	    echo "installing the optional Debian package $$p (report tests)"; \
+	    apt-get install -y -q $$p >/dev/null 2>&1 || \
+	      (apt-get update -q >/dev/null && apt-get install -y -q $$p >/dev/null 2>&1) || \
+	      echo "note: could not install $$p; the tests that need it skip" >&2; \
+	  else \
+	    echo "note: optional Debian package $$p missing (its tests skip)" >&2; \
+	  fi; \
+	done
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(MAKE) --no-print-directory system-deps

@@ -245,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_faults,
         cmd_model,
         cmd_replay,
+        cmd_report,
         cmd_train,
     )
 
@@ -255,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_export.register(sub)
     cmd_replay.register(sub)
     cmd_faults.register(sub)
+    cmd_report.register(sub)
     return parser
 
 

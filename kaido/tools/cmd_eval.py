@@ -14,6 +14,11 @@ Simulation crashed"`` (score 0, the reason in ``crash_message``) and the run goe
 then exits with code 1 and a re-run drives those routes again. ``--workers 0`` (and the CARLA
 backend: one server) drives the routes one after another in this process with one backend.
 
+``--ray ADDRESS`` (``local``, ``auto`` or a cluster address) runs each route as a Ray task
+instead (one CPU, a fresh worker process, ``--ray-retries N`` retries after a worker death,
+default 2; :mod:`kaido.simulation.eval_ray`); the records come back to this process and are
+written exactly as with local workers. Ray is imported only then.
+
 It writes
 
 * ``DIR/<route>/results.json`` (plus ``run.mcap``, ``bev.mp4``) for each route, as ``kaido
@@ -118,6 +123,11 @@ class EvalOptions:
     the core count."""
     route_timeout: float | None = None
     """[s] wall-clock limit per route in a worker process (None: no limit)."""
+    ray: str | None = None
+    """Ray address to run the routes on, each route a Ray task (``"local"``: a Ray instance on
+    this machine, ``"auto"``, or a cluster address); None: local worker processes."""
+    ray_retries: int = 2
+    """Ray: retries of a route whose worker died, before the route is marked failed."""
 
     def __post_init__(self) -> None:
         if isinstance(self.generated, bool) or not isinstance(self.generated, int):
@@ -140,6 +150,18 @@ class EvalOptions:
         if self.route_timeout is not None and not self.route_timeout > 0:
             raise ValueError(
                 f"EvalOptions.route_timeout: must be > 0 s or None, got {self.route_timeout!r}"
+            )
+        if self.ray is not None and (not isinstance(self.ray, str) or not self.ray.strip()):
+            raise ValueError(f"EvalOptions.ray: must be a Ray address or None, got {self.ray!r}")
+        if self.ray is not None and self.backend != "embedded":
+            raise ValueError(f"EvalOptions.ray: needs the embedded backend, not {self.backend!r}")
+        if (
+            isinstance(self.ray_retries, bool)
+            or not isinstance(self.ray_retries, int)
+            or self.ray_retries < 0
+        ):
+            raise ValueError(
+                f"EvalOptions.ray_retries: must be an int >= 0, got {self.ray_retries!r}"
             )
 
 
@@ -405,7 +427,7 @@ def evaluate(options: EvalOptions, backend_factory: BackendFactory | None = None
         return results_path
 
     results_path = save()
-    in_process = options.workers == 0 or options.backend == "carla"
+    in_process = options.ray is None and (options.workers == 0 or options.backend == "carla")
     if todo and in_process:
         backend = (backend_factory or (lambda: make_eval_backend(options)))()
         try:
@@ -447,12 +469,23 @@ def evaluate(options: EvalOptions, backend_factory: BackendFactory | None = None
             )
             for index, spec in todo
         ]
-        run_isolated(
-            tasks,
-            workers=options.workers,
-            on_outcome=finished,
-            timeout_s=options.route_timeout,
-        )
+        if options.ray is not None:
+            from kaido.simulation.eval_ray import run_on_ray  # imports Ray: only with --ray
+
+            run_on_ray(
+                tasks,
+                address=options.ray,
+                retries=options.ray_retries,
+                on_outcome=finished,
+                timeout_s=options.route_timeout,
+            )
+        else:
+            run_isolated(
+                tasks,
+                workers=options.workers,
+                on_outcome=finished,
+                timeout_s=options.route_timeout,
+            )
     ordered = tuple(records[i] for i in ids if i in records)
     score = sum(r.driving_score for r in ordered) / len(ids) if ids else 0.0
     return EvalSummary(
@@ -478,6 +511,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         generated=args.generated or 0,
         workers=workers,
         route_timeout=args.route_timeout,
+        ray=args.ray,
+        ray_retries=args.ray_retries,
         out_dir=Path(args.out),
         backend=args.backend,
         route_ids=tuple(args.route_id or ()),
@@ -549,6 +584,19 @@ def register(sub: Any) -> None:
         type=float,
         metavar="S",
         help="wall-clock limit per route in a worker [s]; past it the route is marked failed",
+    )
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run each route as a Ray task: 'local' (a Ray instance on this machine), 'auto' "
+        "or a cluster address; --workers is then unused",
+    )
+    parser.add_argument(
+        "--ray-retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="with --ray: retries of a route whose worker died (default 2)",
     )
     parser.add_argument(
         "--route-id", action="append", help="route to drive (repeatable; default: all)"

@@ -13,7 +13,8 @@ collision rate against the logged agents; :mod:`kaido.simulation.replay.open_loo
 ``--mode closed`` replays kaido ``.mcap`` logs closed loop, non-reactive, with ``--agent``
 (``expert``, ``baseline``, any registered agent, or ``logged`` to send the logged controls; see
 :mod:`kaido.simulation.replay.closed_loop`), writing a drive's ``results.json``, ``run.mcap`` and
-``bev.mp4``.
+``bev.mp4``. With ``--reactive`` the logged agents switch to IDM along their logged paths once
+the ego deviates from its logged track (:mod:`kaido.simulation.replay.reactive`).
 
 Open and closed modes write to DIR, or to ``DIR/<log name>/`` for each of several logs. Exit code
 2 with one line on bad input.
@@ -99,9 +100,14 @@ def run_predict(
 
 
 def run_closed(
-    sources: Sequence[Path], out: Path, agent: str = "expert", video: bool = True
+    sources: Sequence[Path],
+    out: Path,
+    agent: str = "expert",
+    video: bool = True,
+    reactive: bool = False,
 ) -> list[dict[str, Any]]:
-    """Replay each kaido log in ``sources`` closed loop with ``agent``; return the ``replay``
+    """Replay each kaido log in ``sources`` closed loop with ``agent`` (``reactive``: agents
+    switch to IDM once the ego deviates); return the ``replay``
     sections of the ``results.json`` files written (``out``, or ``out/<log name>`` for several
     logs)."""
     from kaido.simulation.replay.closed_loop import run_closed_loop
@@ -109,7 +115,7 @@ def run_closed(
     summaries = []
     for src in sources:
         target = out if len(sources) == 1 else out / Path(src).stem
-        result = run_closed_loop(src, target, agent=agent, record_video=video)
+        result = run_closed_loop(src, target, agent=agent, record_video=video, reactive=reactive)
         document = json.loads(result.episode.results_path.read_text())
         record = document["_checkpoint"]["records"][0]
         summaries.append(
@@ -158,7 +164,11 @@ def _cmd_open(args: argparse.Namespace) -> int:
 def _cmd_closed(args: argparse.Namespace) -> int:
     try:
         summaries = run_closed(
-            [Path(s) for s in args.source], Path(args.out), args.agent, not args.no_video
+            [Path(s) for s in args.source],
+            Path(args.out),
+            args.agent,
+            not args.no_video,
+            args.reactive,
         )
     except (ValueError, FileNotFoundError) as exc:
         print(f"kaido replay: {exc}", file=sys.stderr)
@@ -209,6 +219,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="closed mode: the agent driving the ego (expert, baseline, ..., or logged)",
     )
     parser.add_argument("--no-video", action="store_true", help="closed mode: no bev.mp4")
+    parser.add_argument(
+        "--reactive",
+        action="store_true",
+        help="closed mode: agents switch to IDM along their logged paths once the ego deviates",
+    )
     parser.add_argument(
         "--every", type=float, default=0.5, help="open mode: seconds between planning steps"
     )

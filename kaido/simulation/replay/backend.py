@@ -11,7 +11,10 @@ simulated by the embedded simulator's kinematic bicycle
 (:class:`~kaido.simulation.embedded.dynamics.BicycleDynamics`) with the vehicle profile the log
 was driven with, starting at the logged initial pose and speed (wheels straight, actuators
 released, as the embedded simulator starts). Driven by the logged controls it reproduces an
-embedded run's ego track (:class:`LoggedControlAgent`).
+embedded run's ego track (:class:`LoggedControlAgent`). With ``reactive=True`` (or a
+:class:`~kaido.simulation.replay.reactive.ReactiveConfig`) the agents are logged until the ego
+deviates from its logged track, then driven by IDM along their logged paths
+(:mod:`kaido.simulation.replay.reactive`).
 
 What the log does not keep is absent: agents' velocity is their logged speed along their box
 yaw; traffic lights carry their colour, position and stop line but no controlled lanes.
@@ -25,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +43,9 @@ from kaido.scene.vehicle import DEFAULT_VEHICLE, VehicleProfile, load_vehicle_pr
 from kaido.simulation.agents import DrivingAgent
 from kaido.simulation.backend import Backend, BackendError, Observation, Scenario
 from kaido.simulation.embedded.dynamics import BicycleDynamics, DynamicsConfig
+
+if TYPE_CHECKING:
+    from kaido.simulation.replay.reactive import ReactiveConfig, ReactiveTraffic
 
 __all__ = [
     "LoggedControlAgent",
@@ -311,7 +317,8 @@ def logged_route(road_map: RoadMap, polyline: FloatArray) -> RoutePlan:
 
 
 class ReplayBackend(Backend):
-    """Non-reactive closed-loop replay of one :class:`LoggedDrive` (module docstring).
+    """Closed-loop replay of one :class:`LoggedDrive` (module docstring); with ``reactive``
+    the agents switch to IDM once the ego deviates (:mod:`kaido.simulation.replay.reactive`).
 
     Step ``k`` shows the agents and lights of log tick ``k``; stepping past the last tick
     raises :class:`BackendError`. :meth:`reset` takes :func:`replay_scenario`'s scenario (its
@@ -320,11 +327,25 @@ class ReplayBackend(Backend):
 
     name = "replay"
 
-    def __init__(self, drive: LoggedDrive, dynamics: DynamicsConfig | None = None) -> None:
+    def __init__(
+        self,
+        drive: LoggedDrive,
+        dynamics: DynamicsConfig | None = None,
+        *,
+        reactive: bool | ReactiveConfig = False,
+    ) -> None:
+        from kaido.simulation.replay.reactive import ReactiveConfig, ReactiveTraffic
+
         super().__init__()
         if not isinstance(drive, LoggedDrive):
             raise TypeError(f"ReplayBackend.drive: expected LoggedDrive, got {type(drive)!r}")
         self.drive = drive
+        self.reactive: ReactiveTraffic | None = None
+        """The IDM traffic of a reactive replay (``reactive``: True or its config), else None."""
+        if isinstance(reactive, ReactiveConfig) or reactive is True:
+            self.reactive = ReactiveTraffic(
+                drive, reactive if isinstance(reactive, ReactiveConfig) else None
+            )
         self.road_map: RoadMap = drive.road_map
         self._dynamics = BicycleDynamics(drive.vehicle, dynamics)
         self.route: RoutePlan | None = None
@@ -355,6 +376,8 @@ class ReplayBackend(Backend):
         )
         self.event_log = []
         self.trace = []
+        if self.reactive is not None:
+            self.reactive.reset()
         return self._observe()
 
     def _step(self, control: Control) -> Observation:
@@ -373,19 +396,23 @@ class ReplayBackend(Backend):
         state = self._dynamics.state
         self.trace.append((state.x, state.y))
         timestamp_ns = int(drive.ticks_ns[0]) + k * int(round(self.dt * 1e9))
+        ego_box = self._dynamics.ego_box()
+        agents = (
+            drive.agents[k]
+            if self.reactive is None
+            else self.reactive.agents(k, ego_box, state.speed, state.yaw, (state.x, state.y))
+        )
         frame = Frame(
             timestamp_ns=timestamp_ns,
             ego=self._dynamics.ego_state(timestamp_ns),
             images={},
             lidar={},
             rig=SensorRig(),
-            ground_truth=GroundTruth(
-                agents=drive.agents[k], traffic_lights=drive.traffic_lights[k]
-            ),
+            ground_truth=GroundTruth(agents=agents, traffic_lights=drive.traffic_lights[k]),
         )
         return Observation(
             frame=frame,
-            ego_box=self._dynamics.ego_box(),
+            ego_box=ego_box,
             route=self.route,
             step=k,
             sim_time_s=k * self.dt,

@@ -1,4 +1,4 @@
-"""Closed-loop, non-reactive replay of a kaido log (nuPlan CLS-NR style).
+"""Closed-loop replay of a kaido log (nuPlan CLS-NR style).
 
 :func:`run_closed_loop` drives an agent through a logged episode with
 :class:`~kaido.simulation.replay.backend.ReplayBackend` (logged traffic, bicycle-model ego) and the
@@ -77,26 +77,33 @@ def run_closed_loop(
     log: Path | str | LoggedDrive,
     out_dir: Path,
     *,
-    agent: str = "expert",
+    agent: str | DrivingAgent = "expert",
     agent_options: Mapping[str, Any] | None = None,
     vehicle: VehicleProfile | None = None,
     record_mcap: bool = True,
     record_video: bool = True,
     progress: bool = False,
+    reactive: bool = False,
 ) -> ClosedLoopResult:
     """Replay ``log`` closed loop with ``agent`` and write the drive's outputs to ``out_dir``.
 
-    ``vehicle`` overrides the profile the log names (only when ``log`` is a path).
+    ``agent``: a registered agent name, :data:`LOGGED_AGENT`, or a ready agent instance.
+    ``vehicle`` overrides the profile the log names (only when ``log`` is a path). ``reactive``:
+    the agents switch to IDM along their logged paths once the ego deviates
+    (:mod:`kaido.simulation.replay.reactive`); else they are replayed as logged.
     """
     drive = log if isinstance(log, LoggedDrive) else load_logged_drive(Path(log), vehicle)
-    driver: DrivingAgent = (
-        LoggedControlAgent(drive)
-        if agent == LOGGED_AGENT
-        else make_agent(agent, **dict(agent_options or {}))
-    )
+    driver: DrivingAgent
+    if isinstance(agent, DrivingAgent):
+        driver = agent
+    elif agent == LOGGED_AGENT:
+        driver = LoggedControlAgent(drive)
+    else:
+        driver = make_agent(agent, **dict(agent_options or {}))
+    agent_name = agent if isinstance(agent, str) else type(agent).__name__
     scenario = replay_scenario(drive)
     out = Path(out_dir)
-    backend = ReplayBackend(drive)
+    backend = ReplayBackend(drive, reactive=reactive)
     try:
         episode = run_episode(
             backend,
@@ -111,11 +118,17 @@ def run_closed_loop(
             ),
             road_map_of=lambda b: drive.road_map,
             vehicle=drive.vehicle,
-            config={"log": str(drive.path), "agent": agent, "mode": "closed"},
+            config={
+                "log": str(drive.path),
+                "agent": agent_name,
+                "mode": "closed",
+                "reactive": reactive,
+            },
         )
         assert backend.route is not None
         trace = np.asarray(backend.trace, dtype=np.float64)
         route = backend.route
+        switched_at = backend.reactive.switched_at if backend.reactive is not None else None
     finally:
         backend.close()
     n = min(len(trace), len(drive.ego))
@@ -133,10 +146,11 @@ def run_closed_loop(
     document = json.loads(episode.results_path.read_text())
     document["replay"] = {
         "mode": "closed",
-        "reactive": False,
+        "reactive": reactive,
+        "reactive_switch_tick": switched_at,
         "source": str(drive.path),
         "map": drive.map_source,
-        "agent": agent,
+        "agent": agent_name,
         "log_complete": drive.complete,
         "log_error": drive.read_error,
         "ticks_replayed": int(len(trace)),
