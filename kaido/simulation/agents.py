@@ -98,8 +98,25 @@ class DrivingAgent(abc.ABC):
         """The current planned trajectory ``(T, 3)`` [x, y, yaw] (world frame), or None."""
         return None
 
+    def metrics(self) -> dict[str, float]:
+        """Named numbers about the latest step (e.g. the plan's cost terms), recorded on the
+        episode log's ``/kaido/metrics`` topic every tick; empty by default."""
+        return {}
+
     def destroy(self) -> None:  # noqa: B027 - optional hook
         """Release what the agent holds (subclasses override when they hold anything)."""
+
+
+def planner_cost_metrics(output: Any) -> dict[str, float]:
+    """``{"cost/<term>": value}`` of a planner output's cost breakdown (finite numbers only;
+    empty for None or a fallback, whose reason is no number)."""
+    if output is None:
+        return {}
+    out: dict[str, float] = {}
+    for name, value in dict(getattr(output, "costs", {}) or {}).items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[f"cost/{name}"] = float(value)
+    return out
 
 
 _AgentT = TypeVar("_AgentT", bound=type[DrivingAgent])

@@ -11,7 +11,7 @@ from kaido.scene.agents import Control
 from kaido.scene.road_map import RoadMap
 from kaido.scene.route_planner import RoutePlan
 from kaido.scene.vehicle import VehicleProfile
-from kaido.simulation.agents import DrivingAgent, register_agent
+from kaido.simulation.agents import DrivingAgent, planner_cost_metrics, register_agent
 from kaido.simulation.backend import Observation
 from kaido.stack.expert import ExpertConfig, PrivilegedExpert
 
@@ -52,6 +52,9 @@ class ExpertAgent(DrivingAgent):
         if output is not None and output is not before and output.fallback_reason:
             self.fallbacks += 1
         return control
+
+    def metrics(self) -> dict[str, float]:
+        return planner_cost_metrics(self.expert.output if self.expert is not None else None)
 
     def plan(self) -> npt.NDArray[np.float64] | None:
         if self.expert is None or self.expert.output is None:

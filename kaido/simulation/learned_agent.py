@@ -23,7 +23,7 @@ from kaido.scene.road_map import RoadMap
 from kaido.scene.route_planner import RoutePlan
 from kaido.scene.sensors import load_sensor_rig
 from kaido.scene.vehicle import VehicleProfile
-from kaido.simulation.agents import DrivingAgent, register_agent
+from kaido.simulation.agents import DrivingAgent, planner_cost_metrics, register_agent
 from kaido.simulation.backend import Observation
 
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "tiny.ckpt"
@@ -86,6 +86,9 @@ class LearnedAgent(DrivingAgent):
         frame = dataclasses.replace(obs.frame, ground_truth=None)
         control, _ = self.stack.step(frame, obs.sim_time_s, self.dt, lights)
         return control
+
+    def metrics(self) -> dict[str, float]:
+        return planner_cost_metrics(self.stack.output if self.stack is not None else None)
 
     def plan(self) -> npt.NDArray[np.float64] | None:
         if self.stack is None or self.stack.output is None:

@@ -179,6 +179,7 @@ def run_episode(
                     route_path=route.path if obs.step == 0 else None,
                     control=control,
                     plan=plan,
+                    extra=agent.metrics(),
                 )
             trail.append((obs.ego.pose.x, obs.ego.pose.y))
             if obs.frame.images:
