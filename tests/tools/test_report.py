@@ -91,8 +91,9 @@ def test_drive_report_content(drive_dir: Path, tmp_path: Path) -> None:
         PlotId.INFRACTION_COUNTS,
         PlotId.SPEED,
         PlotId.COMFORT,
+        PlotId.PLANNER_COSTS,  # the expert records its plan's cost terms every tick
     } <= _plot_ids(dom)
-    assert dom.find("p", data_absent="planner-costs")  # the expert's log has no cost terms
+    assert not dom.find("p", data_absent="planner-costs")
     videos = dom.find("video")
     assert len(videos) == 1 and (videos[0]["src"] or "").startswith("data:video/mp4;base64,")
     images = dom.find("img")
