@@ -506,6 +506,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     workers = default_workers() if args.workers is None else args.workers
     if workers < 0:
         raise ValueError(f"--workers: must be >= 0, got {workers}")
+    agents = list(dict.fromkeys(args.agent or ["expert"]))
+    seeds = list(dict.fromkeys(args.seed if args.seed is not None else [0]))
     options = EvalOptions(
         routes=Path(args.routes) if args.routes is not None else None,
         generated=args.generated or 0,
@@ -516,13 +518,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         out_dir=Path(args.out),
         backend=args.backend,
         route_ids=tuple(args.route_id or ()),
-        agent=args.agent,
+        agent=agents[0],
         agent_options={"checkpoint": Path(args.checkpoint)} if args.checkpoint else {},
         maps=Path(args.maps) if args.maps else None,
         host=args.host,
         port=args.port,
         timeout=args.timeout,
-        seed=args.seed,
+        seed=seeds[0],
         seconds=args.seconds,
         sensors=not args.no_sensors,
         traffic_density=args.traffic,
@@ -533,6 +535,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         options = replace(options, rig=Path(args.rig))
     if options.routes is not None and not options.routes.is_file():
         raise FileNotFoundError(f"{options.routes}: no such route file")
+    if len(agents) > 1 or len(seeds) > 1:
+        return _cmd_eval_grid(options, agents, seeds)
     try:
         summary = evaluate(options)
     except KeyboardInterrupt:
@@ -561,6 +565,65 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def evaluate_grid(options: EvalOptions, agents: list[str], seeds: list[int]) -> dict[str, Any]:
+    """Every agent × seed drives the whole route set of ``options``: each run is exactly the
+    single ``kaido eval`` it stands for, in ``OUT/<agent>/seed<S>/`` (so each resumes on its
+    own), and ``OUT/summary.json`` tabulates the global driving scores (per run, and per agent
+    the mean over its seeds) with provenance."""
+    if not agents or not seeds:
+        raise ValueError("evaluate_grid: give at least one agent and one seed")
+    runs = []
+    for agent in agents:
+        for seed in seeds:
+            run = replace(
+                options, agent=agent, seed=seed, out_dir=options.out_dir / agent / f"seed{seed}"
+            )
+            summary = evaluate(run)
+            runs.append(
+                {
+                    "agent": agent,
+                    "seed": seed,
+                    "driving_score": summary.driving_score,
+                    "routes": summary.total_routes,
+                    "recorded": len(summary.records),
+                    "crashed": summary.crashed,
+                    "results": str(summary.results_path),
+                }
+            )
+    per_agent = {
+        agent: float(np.mean([r["driving_score"] for r in runs if r["agent"] == agent]))
+        for agent in agents
+    }
+    document = {
+        "runs": runs,
+        "mean_driving_score": per_agent,
+        "provenance": provenance(
+            {"options": to_jsonable(options), "agents": agents, "seeds": seeds}
+        ),
+    }
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    (options.out_dir / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
+    return document
+
+
+def _cmd_eval_grid(options: EvalOptions, agents: list[str], seeds: list[int]) -> int:
+    try:
+        document = evaluate_grid(options, agents, seeds)
+    except KeyboardInterrupt:
+        print(
+            "kaido eval: interrupted; finished routes are kept per run; re-run the same command "
+            "to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    for run in document["runs"]:
+        print(f"{run['agent']:<10} seed {run['seed']:>4}  DS {run['driving_score']:6.2f}")
+    for agent, score in document["mean_driving_score"].items():
+        print(f"{agent:<10} mean DS {score:6.2f} over {len(seeds)} seed(s)")
+    print(f"summary {options.out_dir / 'summary.json'}")
+    return 1 if any(run["crashed"] for run in document["runs"]) else 0
 
 
 def register(sub: Any) -> None:
@@ -603,7 +666,10 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--backend", choices=("embedded", "carla"), default="embedded")
     parser.add_argument(
-        "--agent", default="expert", help="driving agent: expert, learned, baseline"
+        "--agent",
+        action="append",
+        help="driving agent: expert (default), learned, baseline; repeatable: every agent "
+        "drives the whole set, into OUT/<agent>/seed<S>/",
     )
     parser.add_argument("--checkpoint", help="learned agent: model checkpoint")
     parser.add_argument("--maps", help="embedded: folder with <town>.xodr for the routes' towns")
@@ -611,7 +677,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--port", type=int, default=2000, help="carla: server port")
     parser.add_argument("--timeout", type=float, default=10.0, help="carla: timeout [s]")
     parser.add_argument(
-        "--seed", type=int, default=0, help="traffic seed; with --generated the first town seed"
+        "--seed",
+        type=int,
+        action="append",
+        help="traffic seed (default 0); with --generated the first town seed; repeatable: "
+        "every seed is one run of the whole set",
     )
     parser.add_argument("--seconds", type=float, help="simulated time limit per route [s]")
     parser.add_argument("--traffic", type=float, default=15.0, help="vehicles per lane-km")
