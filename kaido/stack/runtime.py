@@ -65,7 +65,7 @@ from kaido.planning.fallback import FallbackConfig, minimum_risk_trajectory
 from kaido.planning.types import PlannerConfig, PlannerOutput, ReferencePath, TrajIndex
 from kaido.provenance import REPO_ROOT
 from kaido.scene.agents import EgoState
-from kaido.scene.frame import Frame, TrafficLightState
+from kaido.scene.frame import CameraImage, Frame, LidarSweep, TrafficLightState
 from kaido.scene.route_planner import RoutePlan
 from kaido.scene.vehicle import VehicleProfile
 from kaido.stack.command import CommandBuilder, RateLimits, VehicleCommand
@@ -294,6 +294,28 @@ def _int_ns(value: object) -> int | None:
     return int(value)
 
 
+def _fresh(
+    kind: str,
+    name: str,
+    reading: CameraImage | LidarSweep | None,
+    now: int,
+    required: bool,
+    config: RuntimeConfig,
+    stale: list[str],
+) -> bool:
+    """Whether the ``kind`` sensor ``name`` delivered ``reading``; notes in ``stale`` a required
+    one that is missing and a reading older than its max age [ns clock ``now``]."""
+    if reading is None:
+        if required:
+            stale.append(f"{kind} {name!r}: missing")
+        return False
+    limit = config.max_age(name, kind)
+    age = (now - reading.timestamp_ns) * 1e-9
+    if age > limit:
+        stale.append(f"{kind} {name!r}: {age:.3f} s old > {limit} s")
+    return True
+
+
 def check_inputs(
     frame: object, now_ns: int, previous_ns: int | None, config: RuntimeConfig
 ) -> InputCheck:
@@ -334,28 +356,18 @@ def check_inputs(
         ):
             invalid.append(f"calibration: camera {name!r} not finite")
         image = frame.images.get(name)
-        if image is None:
-            if name in required:
-                stale.append(f"camera {name!r}: missing")
+        if not _fresh("camera", name, image, now, name in required, config, stale):
             continue
-        limit = config.max_age(name, "camera")
-        image_age = (now - image.timestamp_ns) * 1e-9
-        if image_age > limit:
-            stale.append(f"camera {name!r}: {image_age:.3f} s old > {limit} s")
+        assert image is not None
         if not bool(np.any(image.rgb)):
             invalid.append(f"camera {name!r}: blank image")
     for name in sorted(lidars):
         if not _finite_array(rig.lidar(name).extrinsics.as_matrix()):
             invalid.append(f"calibration: lidar {name!r} not finite")
         sweep = frame.lidar.get(name)
-        if sweep is None:
-            if name in required:
-                stale.append(f"lidar {name!r}: missing")
+        if not _fresh("lidar", name, sweep, now, name in required, config, stale):
             continue
-        limit = config.max_age(name, "lidar")
-        sweep_age = (now - sweep.timestamp_ns) * 1e-9
-        if sweep_age > limit:
-            stale.append(f"lidar {name!r}: {sweep_age:.3f} s old > {limit} s")
+        assert sweep is not None
         if len(sweep.points) == 0:
             stale.append(f"lidar {name!r}: no points")
         elif not _finite_array(sweep.points):

@@ -27,8 +27,9 @@ from kaido.simulation.backend import Observation
 from kaido.simulation.baseline_agent import BaselineAgent
 from kaido.simulation.eval_pool import OutcomeKind, TaskOutcome
 from kaido.simulation.eval_ray import run_on_ray
-from kaido.simulation.results import RouteResult
 from kaido.tools.cmd_eval import EvalOptions, EvalSummary, evaluate
+from tests.simulation.test_eval_parallel import key
+from tests.simulation.test_eval_parallel import options as parallel_options
 
 ROUTES = 3
 SECONDS = 6.0
@@ -95,33 +96,9 @@ def local_ray(request: pytest.FixtureRequest) -> Any:
 
 
 def options(out: Path, **extra: Any) -> EvalOptions:
-    fields: dict[str, Any] = {
-        "routes": None,
-        "generated": ROUTES,
-        "seed": 0,
-        "out_dir": out,
-        "agent": "baseline",
-        "seconds": SECONDS,
-        "sensors": False,
-        "mcap": False,
-        "progress": False,
-        "workers": 2,
-    }
-    fields.update(extra)
-    return EvalOptions(**fields)
-
-
-def key(record: RouteResult) -> tuple[Any, ...]:
-    """What must not depend on where the route ran: its scores and infractions."""
-    return (
-        record.route_id,
-        record.status,
-        record.driving_score,
-        record.route_completion,
-        record.infraction_penalty,
-        tuple((i.kind, i.time_s) for i in record.infractions),
-        record.route_length_m,
-    )
+    """The parallel tests' route set, with :data:`ROUTES` routes and 2 local workers (a Ray run
+    does not use the worker count)."""
+    return parallel_options(out, **{"generated": ROUTES, "workers": 2, **extra})
 
 
 @pytest.fixture(scope="module")
