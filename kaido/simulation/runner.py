@@ -253,6 +253,7 @@ def run_episode(
         "files": {
             "mcap": str(mcap_path) if mcap_path else None,
             "video": str(video_path) if video_path else None,
+            "video_codec": video.codec if video is not None else None,
         },
     }
     results_path = out / "results.json"

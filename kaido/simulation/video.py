@@ -13,8 +13,11 @@ their front, the ego box, traffic lights as dots at their stop lines (or at the 
 is no stop line) in their state's colour, a scale bar, the text lines (top left) and a camera image
 inset (top right). Colours are shared with the MCAP log's scene markers.
 
-Frames go to an mp4 file through OpenCV's ``mp4v`` (MPEG-4 Part 2) encoder, which the
-``opencv-python-headless`` wheels carry without FFmpeg codecs licensed separately.
+Frames go to an mp4 file as VP9 (fourcc ``vp09``, through the libvpx encoder that the
+``opencv-python-headless`` wheels' FFmpeg carries), which Chromium, Firefox and Safari play; where
+that encoder is missing the writer falls back to OpenCV's ``mp4v`` (MPEG-4 Part 2, which desktop
+players open but browsers do not). :attr:`BevVideoWriter.codec` says which was used and
+:func:`mp4_video_codec` reads it back from a file. The wheels hold no H.264 encoder.
 """
 
 from __future__ import annotations
@@ -36,7 +39,25 @@ from kaido.scene.geometry import SE2, Box3D, BoxCorner, BoxIndex, box2d_corners
 from kaido.scene.raster import RasterSpec, world_to_pixel
 from kaido.scene.road_map import RASTER_LAYER_NAMES, MapLayer, RoadMap
 
-__all__ = ["BevVideoWriter"]
+__all__ = ["BROWSER_CODECS", "VIDEO_CODECS", "BevVideoWriter", "mp4_video_codec"]
+
+VIDEO_CODECS: Final = ("vp09", "mp4v")
+"""FourCCs the writer tries, in order: VP9 (browser-playable), then MPEG-4 Part 2."""
+BROWSER_CODECS: Final = frozenset({"vp09", "avc1", "av01"})
+"""mp4 sample-entry codecs that Chromium and Firefox play."""
+
+
+def mp4_video_codec(path: Path) -> str | None:
+    """The video codec of the mp4 file at ``path`` (its sample entry's fourcc, e.g. ``"vp09"``,
+    ``"mp4v"``, ``"avc1"``), or None when the file holds no sample description."""
+    data = Path(path).read_bytes()
+    at = data.find(b"stsd")
+    # box: size, "stsd", version+flags (4), entry count (4), then the first entry: size, fourcc
+    if at < 4 or len(data) < at + 20:
+        return None
+    fourcc = data[at + 16 : at + 20]
+    return fourcc.decode("ascii") if fourcc.isalnum() and fourcc.isascii() else None
+
 
 _SHIFT: Final = 3
 """Fractional bits of the fixed-point pixel coordinates handed to OpenCV's drawing functions."""
@@ -138,10 +159,18 @@ class BevVideoWriter:
         self._frames = 0
         self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fourcc = cv2.VideoWriter.fourcc(*"mp4v")
-        self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (size_px, size_px))
-        if not self._writer.isOpened():
-            raise RuntimeError(f"{self.path}: OpenCV cannot open an mp4v video writer")
+        self.codec = ""
+        """The fourcc the video is written with (one of :data:`VIDEO_CODECS`)."""
+        for codec in VIDEO_CODECS:
+            fourcc = cv2.VideoWriter.fourcc(*codec)
+            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (size_px, size_px))
+            if self._writer.isOpened():
+                self.codec = codec
+                break
+        else:
+            raise RuntimeError(
+                f"{self.path}: OpenCV cannot open a video writer for any of {list(VIDEO_CODECS)}"
+            )
 
     @property
     def frames(self) -> int:
@@ -284,7 +313,7 @@ class BevVideoWriter:
 
     def __repr__(self) -> str:
         return (
-            f"BevVideoWriter({str(self.path)!r}, {self.size_px} px, {self.meters} m, "
+            f"BevVideoWriter({str(self.path)!r}, {self.codec}, {self.size_px} px, {self.meters} m, "
             f"{self._frames} frames)"
         )
 

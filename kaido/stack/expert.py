@@ -43,6 +43,12 @@ from kaido.scene.vehicle import VehicleProfile
 FloatArray = npt.NDArray[np.float64]
 
 
+_CUT_IN_NOW = 0.05
+"""[m] a stop this far ahead of the ego's front bumper: brake as hard as the envelope allows."""
+_CUT_IN_LEVEL = 0.25
+"""[m] a cut-in whose centre is no more than this ahead of the ego's centre is level with it."""
+
+
 @dataclass(frozen=True)
 class ExpertConfig:
     """How the expert turns ground truth into planner input."""
@@ -85,6 +91,9 @@ class ExpertConfig:
     """[m/s] ... when it moves towards the corridor faster than this."""
     cut_in_clearance: float = 0.3
     """[m] the cut-in corridor is the ego's half width plus the vehicle's plus this."""
+    cut_in_min_gap: float = 0.5
+    """[m] gap to a cut-in's rear that the stop keeps when ``yield_gap`` no longer fits ahead of
+    the ego's front bumper (a vehicle sliding in just ahead is still braked for)."""
     lane_change_horizon: float = 3.5
     """[s] a neighbouring lane is clear for a lane change when no vehicle in it comes within the
     gaps below of the ego over this time (constant speeds along the route) after the ego
@@ -112,6 +121,7 @@ class ExpertConfig:
             "cut_in_horizon",
             "cut_in_lateral_speed",
             "cut_in_clearance",
+            "cut_in_min_gap",
             "lane_change_horizon",
             "lane_change_front_gap",
             "lane_change_front_headway",
@@ -470,8 +480,12 @@ class PrivilegedExpert:
         route faster than ``cut_in_lateral_speed`` and, at constant velocity, is in the corridor
         (ego half width + its half width + ``cut_in_clearance`` of the route) within
         ``cut_in_horizon`` (or is in it already, still moving in) gets a stop ``yield_gap``
-        behind its rear (where it is now or where it enters, whichever is nearer), if that is
-        ahead of the ego's front bumper.
+        behind its rear (where it is now or where it enters, whichever is nearer), or only
+        ``cut_in_min_gap`` behind it when ``yield_gap`` does not fit ahead of the ego's front
+        bumper. A vehicle whose rear is already level with the ego's front while its centre is
+        ahead of the ego's centre is sliding in at the front corner: its stop is just ahead of
+        the front bumper (brake now). One whose centre is level with the ego's or behind it gets
+        none: it merges behind.
         The stop holds even when it takes more than ``yield_decel``: a cut-in is braked for as
         hard as the envelope allows (the planner's at-fault rules would let the ego drive on
         into a vehicle that enters its lane from the side, and the lane-following forecast sees
@@ -484,6 +498,9 @@ class PrivilegedExpert:
         path = route.path[i0:i1]
         s_ego = float(route.s[self._route_index])
         front = s_ego + self.profile.length - self.profile.rear_overhang
+        # the ego's centre from its own projection (the route index is on the route's 1 m grid)
+        centre = _frenet(path, route.s[i0:i1], ego.pose.x, ego.pose.y)[0]
+        centre += self.profile.rear_axle_to_center
         out: list[StopConstraint] = []
         for agent in truth.agents:
             if agent.agent_class not in (AgentClass.VEHICLE, AgentClass.UNKNOWN):
@@ -502,9 +519,14 @@ class PrivilegedExpert:
             enter = max(abs(d) - corridor, 0.0) / abs(v_d)
             if enter > cfg.cut_in_horizon:
                 continue
-            stop = min(s, s + v_s * enter) - 0.5 * agent.box.length - cfg.yield_gap
+            rear = min(s, s + v_s * enter) - 0.5 * agent.box.length
+            stop = rear - cfg.yield_gap
             if stop - front <= 0.0:
-                continue
+                stop = rear - cfg.cut_in_min_gap  # close ahead: brake for it with a short gap
+            if stop - front <= 0.0:
+                if s <= centre + _CUT_IN_LEVEL:
+                    continue  # level with the ego or behind its centre: it merges behind
+                stop = front + _CUT_IN_NOW  # sliding in at the ego's front corner: brake now
             out.append(StopConstraint(s=stop, kind=StopKind.YIELD))
         return tuple(out)
 

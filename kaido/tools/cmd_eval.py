@@ -3,8 +3,17 @@
 ``kaido eval --routes FILE [--route-id ID ...] --backend embedded|carla --out DIR`` drives a
 leaderboard route file; ``kaido eval --generated N [--seed S] --out DIR`` drives N generated
 scenarios instead (seeds ``S .. S+N-1``, each the town and random route ``kaido drive --seed``
-makes, so no map file is needed). Each route is one call of :func:`run_route` (a plain function:
-one route, one backend, one record).
+makes, so no map file is needed); ``kaido eval --replay-set FILE --out DIR`` replays recorded
+logs closed loop instead, one entry of the replay set (a small YAML file, format in
+:mod:`kaido.simulation.eval_replay`) per route, each with
+:func:`~kaido.simulation.replay.closed_loop.run_closed_loop`; its record carries the replay
+section (progress ratio against the logged ego, largest deviation, source format) under
+``meta.replay``. A replay is deterministic given its log: ``--seed`` reaches only the agent. An
+entry whose source is missing or cannot be replayed fails alone (``"Failed - Simulation
+crashed"``, the file named in ``crash_message``) and the other entries run, also in this
+process. Each route of a route file or generated set is one call of :func:`run_route` (a plain
+function: one route, one backend, one record); a replay entry is one call of
+:func:`run_replay_route`.
 
 With the embedded backend the routes run in parallel worker processes (``--workers N``, default
 the core count), one fresh process per route (libsumo holds one simulation per process; see
@@ -57,6 +66,13 @@ from kaido.simulation.agents import make_agent
 from kaido.simulation.backend import Backend, BackendError, Scenario
 from kaido.simulation.drive import DriveOptions, build_backend, build_scenario
 from kaido.simulation.eval_pool import OutcomeKind, TaskOutcome, default_workers, run_isolated
+from kaido.simulation.eval_replay import (
+    REPLAY_META_KEY,
+    ReplayEntry,
+    ReplaySourceError,
+    load_replay_set,
+    replay_entry,
+)
 from kaido.simulation.metrics import FAILURE_SIMULATION_CRASH
 from kaido.simulation.results import METRIC_VERSION, RouteResult, results_document
 from kaido.simulation.runner import EpisodeOptions, run_episode
@@ -73,6 +89,7 @@ __all__ = [
     "make_eval_backend",
     "register",
     "route_scenario",
+    "run_replay_route",
     "run_route",
 ]
 
@@ -88,7 +105,8 @@ class EvalOptions:
     """Everything ``kaido eval`` takes."""
 
     routes: Path | None
-    """Leaderboard route file (1.0 or 2.0 format); None with ``generated`` routes."""
+    """Leaderboard route file (1.0 or 2.0 format); None with ``generated`` routes or a
+    ``replay_set``."""
     out_dir: Path
     backend: str = "embedded"
     route_ids: tuple[str, ...] = ()
@@ -128,16 +146,25 @@ class EvalOptions:
     this machine, ``"auto"``, or a cluster address); None: local worker processes."""
     ray_retries: int = 2
     """Ray: retries of a route whose worker died, before the route is marked failed."""
+    replay_set: Path | None = None
+    """Replay set YAML (:mod:`kaido.simulation.eval_replay`) to replay instead of driving routes:
+    each entry's log closed loop, ``seed`` reaching only the agent."""
 
     def __post_init__(self) -> None:
         if isinstance(self.generated, bool) or not isinstance(self.generated, int):
             raise TypeError(f"EvalOptions.generated: must be an int, got {self.generated!r}")
         if self.generated < 0:
             raise ValueError(f"EvalOptions.generated: must be >= 0, got {self.generated}")
-        if (self.routes is None) == (self.generated == 0):
+        given = (self.routes is not None) + (self.generated > 0) + (self.replay_set is not None)
+        if given != 1:
             raise ValueError(
-                "EvalOptions: give exactly one route set: routes (a route file) or generated > 0 "
-                f"(got routes={self.routes!r}, generated={self.generated})"
+                "EvalOptions: give exactly one route set: routes (a route file), generated > 0 "
+                f"or replay_set (got routes={self.routes!r}, generated={self.generated}, "
+                f"replay_set={self.replay_set!r})"
+            )
+        if self.replay_set is not None and self.backend != "embedded":
+            raise ValueError(
+                f"EvalOptions: a replay set replays logs; it takes no backend ({self.backend!r})"
             )
         if self.generated and self.route_ids:
             raise ValueError("EvalOptions.route_ids: only for a route file, not generated routes")
@@ -180,7 +207,7 @@ class GeneratedRoute:
         return "town"
 
 
-EvalRoute = RouteSpec | GeneratedRoute
+EvalRoute = RouteSpec | GeneratedRoute | ReplayEntry
 
 
 @dataclass(frozen=True)
@@ -222,6 +249,8 @@ def _map_path(spec: RouteSpec, options: EvalOptions) -> Path:
 
 def route_scenario(spec: EvalRoute, options: EvalOptions) -> Scenario:
     """The scenario of one route (a generated route writes its town into its route folder)."""
+    if isinstance(spec, ReplayEntry):
+        raise TypeError(f"route_scenario: replay entry {spec.route_id!r} replays its log instead")
     if isinstance(spec, GeneratedRoute):
         folder = Path(options.out_dir) / _route_dir(spec)
         folder.mkdir(parents=True, exist_ok=True)
@@ -300,6 +329,30 @@ def run_route(backend: Backend, spec: EvalRoute, index: int, options: EvalOption
     return replace(episode.result, index=index, route_id=spec.route_id)
 
 
+def run_replay_route(
+    entry: ReplayEntry, index: int, options: EvalOptions
+) -> tuple[RouteResult, dict[str, Any] | None]:
+    """Replay one replay set entry closed loop into ``options.out_dir / route_<id>``: its record
+    and its replay section (None when the source was missing or could not be replayed: then the
+    record is a crashed one whose message names the file)."""
+    agent_options = dict(options.agent_options)
+    if options.agent == "learned":
+        agent_options.setdefault("rig", options.rig)
+    try:
+        return replay_entry(
+            entry,
+            index,
+            options.out_dir / _route_dir(entry),
+            agent=options.agent,
+            agent_options=agent_options,
+            record_video=options.video,
+            record_mcap=options.mcap,
+            progress=options.progress,
+        )
+    except ReplaySourceError as err:
+        return crashed_result(entry, index, str(err)), None
+
+
 def make_eval_backend(options: EvalOptions) -> Backend:
     """The backend ``options`` name (CARLA: connected and version-checked)."""
     return build_backend(
@@ -316,6 +369,14 @@ def eval_routes(options: EvalOptions) -> list[EvalRoute]:
     """The routes of ``options``' route set, in driving order (``route_ids`` order if given)."""
     if options.generated:
         return [GeneratedRoute(options.seed + i) for i in range(options.generated)]
+    if options.replay_set is not None:
+        entries = {e.route_id: e for e in load_replay_set(options.replay_set).entries}
+        unknown = [rid for rid in options.route_ids if rid not in entries]
+        if unknown:
+            raise ValueError(
+                f"{options.replay_set}: no entries with id {unknown}; ids: {list(entries)}"
+            )
+        return [entries[rid] for rid in options.route_ids] or list(entries.values())
     assert options.routes is not None  # EvalOptions checks that one route set is given
     specs = load_routes(options.routes, route_ids=list(options.route_ids) or None)
     if options.route_ids:
@@ -328,18 +389,31 @@ def _route_set_name(options: EvalOptions) -> str:
     """What the checkpoint records as the route set (a resolved file path or the seeds)."""
     if options.generated:
         return f"generated: seeds {options.seed}..{options.seed + options.generated - 1}"
+    if options.replay_set is not None:
+        return f"replay set: {Path(options.replay_set).resolve()}"
     assert options.routes is not None
     return str(Path(options.routes).resolve())
 
 
-def _read_checkpoint(path: Path, route_set: str, ids: list[str]) -> dict[str, RouteResult]:
+def _replay_section(record: Any) -> dict[str, Any] | None:
+    """The replay section of a route record's JSON (``meta.replay``), or None."""
+    meta = record.get("meta") if isinstance(record, dict) else None
+    section = meta.get(REPLAY_META_KEY) if isinstance(meta, dict) else None
+    return dict(section) if isinstance(section, dict) else None
+
+
+def _read_checkpoint(
+    path: Path, route_set: str, ids: list[str]
+) -> tuple[dict[str, RouteResult], dict[str, dict[str, Any]]]:
+    """The checkpoint's records and the replay sections among them, by route id."""
     if not path.is_file():
-        return {}
+        return {}, {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         saved_ids = [str(i) for i in data["route_ids"]]
         saved_routes = str(data["routes"])
         records = {str(k): RouteResult.from_json(v) for k, v in data["records"].items()}
+        sections = {str(k): _replay_section(v) for k, v in data["records"].items()}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: unreadable checkpoint ({err}); delete it to start over") from err
     if saved_ids != ids or saved_routes != route_set:
@@ -347,7 +421,7 @@ def _read_checkpoint(path: Path, route_set: str, ids: list[str]) -> dict[str, Ro
             f"{path}: the checkpoint is for other routes ({saved_routes}, {len(saved_ids)} "
             "routes); use another --out or delete it to start over"
         )
-    return records
+    return records, {k: v for k, v in sections.items() if v is not None}
 
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:
@@ -359,7 +433,14 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
 def _drive_in_worker(
     spec: EvalRoute, index: int, options: EvalOptions, backend_factory: BackendFactory | None
 ) -> dict[str, Any]:
-    """Worker process body: one route on its own backend, its record as JSON data."""
+    """Worker process body: one route on its own backend (a replay entry: its replay), its
+    record as JSON data (a replay's with its replay section in ``meta``)."""
+    if isinstance(spec, ReplayEntry):
+        record, section = run_replay_route(spec, index, options)
+        data = record.to_json()
+        if section is not None:
+            data["meta"][REPLAY_META_KEY] = section
+        return data
     backend = (backend_factory or (lambda: make_eval_backend(options)))()
     try:
         return run_route(backend, spec, index, options).to_json()
@@ -394,7 +475,7 @@ def evaluate(options: EvalOptions, backend_factory: BackendFactory | None = None
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / CHECKPOINT_NAME
     route_set = _route_set_name(options)
-    records = _read_checkpoint(checkpoint, route_set, ids)
+    records, replay_sections = _read_checkpoint(checkpoint, route_set, ids)
     todo = [
         (i, s)
         for i, s in enumerate(specs)
@@ -404,6 +485,12 @@ def evaluate(options: EvalOptions, backend_factory: BackendFactory | None = None
     crashed: str | None = None
     driven = 0
 
+    def record_json(rid: str, index: int | None = None) -> dict[str, Any]:
+        data = records[rid].to_json(index)
+        if rid in replay_sections:
+            data["meta"][REPLAY_META_KEY] = replay_sections[rid]
+        return data
+
     def save() -> Path:
         ordered = [records[i] for i in ids if i in records]
         _write_json(
@@ -411,7 +498,7 @@ def evaluate(options: EvalOptions, backend_factory: BackendFactory | None = None
             {
                 "routes": route_set,
                 "route_ids": ids,
-                "records": {rid: records[rid].to_json() for rid in ids if rid in records},
+                "records": {rid: record_json(rid) for rid in ids if rid in records},
                 "progress": [len(ordered), len(ids)],
                 "updated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
@@ -422,6 +509,9 @@ def evaluate(options: EvalOptions, backend_factory: BackendFactory | None = None
             config={"eval": to_jsonable(options)},
             total_routes=len(ids),
         )
+        document["_checkpoint"]["records"] = [
+            record_json(r.route_id, i) for i, r in enumerate(ordered)
+        ]
         results_path = out / "results.json"
         _write_json(results_path, document)
         return results_path
@@ -429,20 +519,30 @@ def evaluate(options: EvalOptions, backend_factory: BackendFactory | None = None
     results_path = save()
     in_process = options.ray is None and (options.workers == 0 or options.backend == "carla")
     if todo and in_process:
-        backend = (backend_factory or (lambda: make_eval_backend(options)))()
+        replaying = options.replay_set is not None  # no shared backend: a crash stops nothing
+        backend = None if replaying else (backend_factory or (lambda: make_eval_backend(options)))()
         try:
             for index, spec in todo:
                 if options.progress:
                     print(f"route {spec.route_id} ({index + 1}/{len(ids)})", file=sys.stderr)
-                record = run_route(backend, spec, index, options)
+                if isinstance(spec, ReplayEntry):
+                    record, section = run_replay_route(spec, index, options)
+                    replay_sections.pop(spec.route_id, None)
+                    if section is not None:
+                        replay_sections[spec.route_id] = section
+                else:
+                    assert backend is not None
+                    record = run_route(backend, spec, index, options)
                 records[spec.route_id] = record
                 driven += 1
                 results_path = save()
-                if "Simulation crashed" in record.status:
+                if "Simulation crashed" in record.status and crashed is None:
                     crashed = record.crash_message or record.status
-                    break
+                    if not replaying:
+                        break
         finally:
-            backend.close()
+            if backend is not None:
+                backend.close()
     elif todo:
         by_id = {spec.route_id: (index, spec) for index, spec in todo}
 
@@ -451,6 +551,10 @@ def evaluate(options: EvalOptions, backend_factory: BackendFactory | None = None
             index, spec = by_id[outcome.key]
             record = _outcome_record(outcome, spec, index)
             records[spec.route_id] = record
+            section = _replay_section(outcome.value) if outcome.ok else None
+            replay_sections.pop(spec.route_id, None)
+            if section is not None:
+                replay_sections[spec.route_id] = section
             driven += 1
             results_path = save()
             if "Simulation crashed" in record.status and crashed is None:
@@ -499,8 +603,9 @@ def evaluate(options: EvalOptions, backend_factory: BackendFactory | None = None
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    if (args.routes is None) == (args.generated is None):
-        raise ValueError("give one route set: --routes FILE or --generated N")
+    given = [args.routes, args.generated, args.replay_set]
+    if sum(value is not None for value in given) != 1:
+        raise ValueError("give one route set: --routes FILE, --generated N or --replay-set FILE")
     if args.generated is not None and args.generated < 1:
         raise ValueError(f"--generated: must be >= 1, got {args.generated}")
     workers = default_workers() if args.workers is None else args.workers
@@ -511,6 +616,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     options = EvalOptions(
         routes=Path(args.routes) if args.routes is not None else None,
         generated=args.generated or 0,
+        replay_set=Path(args.replay_set) if args.replay_set is not None else None,
         workers=workers,
         route_timeout=args.route_timeout,
         ray=args.ray,
@@ -535,6 +641,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         options = replace(options, rig=Path(args.rig))
     if options.routes is not None and not options.routes.is_file():
         raise FileNotFoundError(f"{options.routes}: no such route file")
+    if options.replay_set is not None:
+        load_replay_set(options.replay_set)  # a bad set file is bad input: exit 2 before any run
     if len(agents) > 1 or len(seeds) > 1:
         return _cmd_eval_grid(options, agents, seeds)
     try:
@@ -635,6 +743,12 @@ def register(sub: Any) -> None:
         type=int,
         metavar="N",
         help="instead of --routes: N generated towns/routes, seeds --seed .. --seed+N-1",
+    )
+    parser.add_argument(
+        "--replay-set",
+        metavar="FILE",
+        help="instead of --routes: a replay set YAML (name, entries of {source, id, reactive}); "
+        "each log is replayed closed loop as one route; --seed reaches only the agent",
     )
     parser.add_argument(
         "--workers",

@@ -6,15 +6,19 @@
 and predictor the metrics in the dataset's protocol, the agent-weighted aggregate per protocol
 with each predictor's minFDE ratio to constant velocity, and provenance.
 
-``--mode open`` plans with the privileged expert's planner on each kaido ``.mcap`` log's inputs
-and scores the plans against the logged ego (L2 at 1/2/3 s under both averaging protocols,
-collision rate against the logged agents; :mod:`kaido.simulation.replay.open_loop`).
+``--mode open`` plans with the privileged expert's planner on each source's inputs (a kaido
+``.mcap`` log, or an AV2/WOMD source with a recorded ego) and scores the plans against the logged
+ego (L2 at 1/2/3 s under both averaging protocols, collision rate against the logged agents;
+:mod:`kaido.simulation.replay.open_loop`).
 
-``--mode closed`` replays kaido ``.mcap`` logs closed loop, non-reactive, with ``--agent``
-(``expert``, ``baseline``, any registered agent, or ``logged`` to send the logged controls; see
+``--mode closed`` replays each source closed loop, non-reactive, with ``--agent`` (``expert``,
+``baseline``, any registered agent, or ``logged`` to send the logged controls of a kaido log; see
 :mod:`kaido.simulation.replay.closed_loop`), writing a drive's ``results.json``, ``run.mcap`` and
-``bev.mp4``. With ``--reactive`` the logged agents switch to IDM along their logged paths once
-the ego deviates from its logged track (:mod:`kaido.simulation.replay.reactive`).
+``bev.mp4``. Sources: kaido ``.mcap`` logs and every dataset source with a road map (AV2 motion and
+sensor, WOMD, CommonRoad; :func:`kaido.simulation.replay.from_source.load_drive`); a CommonRoad
+ego starts at the first planning problem and is scored on reaching its goal. With ``--reactive``
+the logged agents switch to IDM along their logged paths once the ego deviates from its logged
+track (:mod:`kaido.simulation.replay.reactive`).
 
 Open and closed modes write to DIR, or to ``DIR/<log name>/`` for each of several logs. Exit code
 2 with one line on bad input.
@@ -106,8 +110,8 @@ def run_closed(
     video: bool = True,
     reactive: bool = False,
 ) -> list[dict[str, Any]]:
-    """Replay each kaido log in ``sources`` closed loop with ``agent`` (``reactive``: agents
-    switch to IDM once the ego deviates); return the ``replay``
+    """Replay each source (kaido log or dataset source) in ``sources`` closed loop with
+    ``agent`` (``reactive``: agents switch to IDM once the ego deviates); return the ``replay``
     sections of the ``results.json`` files written (``out``, or ``out/<log name>`` for several
     logs)."""
     from kaido.simulation.replay.closed_loop import run_closed_loop
@@ -130,7 +134,8 @@ def run_closed(
 
 
 def run_open(sources: Sequence[Path], out: Path, every_s: float = 0.5) -> list[dict[str, Any]]:
-    """Score the planner open loop on each kaido log in ``sources``; return the ``results.json``
+    """Score the planner open loop on each source (kaido log or dataset source with a recorded
+    ego) in ``sources``; return the ``results.json``
     documents written (``out``, or ``out/<log name>`` for several logs)."""
     from kaido.simulation.replay.open_loop import run_open_loop
 
@@ -155,8 +160,8 @@ def _cmd_open(args: argparse.Namespace) -> int:
         )
         rate = d["collision_rate"]
         print(
-            f"{Path(d['source']).name}: {d['planning_steps']} plans  L2 {l2}  collision rate "
-            + (f"{rate:.3f}" if rate is not None else "n/a")
+            f"{Path(d['source']).name} ({d['source_format']}): {d['planning_steps']} plans  "
+            f"L2 {l2}  collision rate " + (f"{rate:.3f}" if rate is not None else "n/a")
         )
     return 0
 
@@ -174,10 +179,25 @@ def _cmd_closed(args: argparse.Namespace) -> int:
         print(f"kaido replay: {exc}", file=sys.stderr)
         return 2
     for s in summaries:
+        ratio = s["progress_ratio_vs_logged"]
+        goal = s.get("goal")
         print(
-            f"{Path(s['source']).name}: {s['status']}  DS {s['driving_score']:.1f}  "
-            f"progress/logged {s['progress_ratio_vs_logged']:.2f}  "
-            f"max deviation {s['max_deviation_from_log_m']:.2f} m  -> {s['results']}"
+            f"{Path(s['source']).name} ({s['source_format']}): {s['status']}  "
+            f"DS {s['driving_score']:.1f}  "
+            + (f"progress/logged {ratio:.2f}  " if ratio is not None else "")
+            + (
+                f"max deviation {s['max_deviation_from_log_m']:.2f} m  "
+                if s["max_deviation_from_log_m"] is not None
+                else ""
+            )
+            + f"at-fault collisions {s['at_fault_collisions']}  "
+            + (
+                f"goal {'reached' if goal['reached'] else 'not reached'}"
+                f"{' in time' if goal['in_time'] else ''}  "
+                if goal is not None
+                else ""
+            )
+            + f"-> {s['results']}"
         )
     return 0
 

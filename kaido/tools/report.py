@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from kaido.logs.mcap_log import log_summary, read_log
 from kaido.simulation.results import InfractionKind, RouteResult
+from kaido.simulation.video import BROWSER_CODECS, mp4_video_codec
 
 __all__ = [
     "DEFAULT_MAX_EMBED_BYTES",
@@ -652,10 +653,18 @@ def _route_section(route: RouteReport, out: Path, embed_video: bool) -> str:
             if embed_video
             else _rel(route.video, out)
         )
+        codec = mp4_video_codec(route.video) or "unknown"
+        note = (
+            ""
+            if codec in BROWSER_CODECS
+            else f' <span class="note">({html.escape(codec)}: browsers may not play it; '
+            "open the file in a video player)</span>"
+        )
         parts.append(
             f'<figure><figcaption>BEV video</figcaption><video controls muted preload="metadata" '
-            f'width="480" src="{src}" data-route="{html.escape(r.route_id)}"></video>'
-            f'<br><a href="{html.escape(_rel(route.video, out))}">bev.mp4</a></figure>'
+            f'width="480" src="{src}" data-route="{html.escape(r.route_id)}" '
+            f'data-codec="{html.escape(codec)}"></video>'
+            f'<br><a href="{html.escape(_rel(route.video, out))}">bev.mp4</a>{note}</figure>'
         )
     else:
         parts.append('<p class="note">no BEV video</p>')

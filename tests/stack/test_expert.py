@@ -190,6 +190,16 @@ def test_yields_to_a_vehicle_cutting_in(two_lane_map: RoadMap) -> None:
     assert front < stop.s - lane_s0 < 40.0 - 2.3
     for agent in (parallel, leaving, slow_drift, beside):
         assert expert.cut_ins(ego, GroundTruth(agents=(agent,)), i0, i1) == (), agent
+    # sliding in with its rear 1.5 m ahead of the ego's front: the 2 m yield gap does not fit,
+    # the ego still brakes for it, keeping the short gap
+    close = _car(6, lane, front + 1.5 + 2.3, width, 6.0, v_left=-1.2)
+    (stop,) = expert.cut_ins(ego, GroundTruth(agents=(close,)), i0, i1)
+    gap = front + 1.5 - (stop.s - lane_s0)
+    assert gap == pytest.approx(expert.config.cut_in_min_gap, abs=0.3)
+    # its rear level with the ego's front, its centre ahead of the ego's: brake now
+    corner = _car(7, lane, front + 2.0, width, 6.0, v_left=-1.2)
+    (stop,) = expert.cut_ins(ego, GroundTruth(agents=(corner,)), i0, i1)
+    assert stop.s - lane_s0 == pytest.approx(front, abs=0.3)
 
 
 def test_holds_a_route_lane_change_until_the_target_lane_is_clear(

@@ -72,7 +72,11 @@ def test_forecasts_become_world_frame_modes_on_the_planner_grid(
     modes[0, 0, :, :, 0] = 8.0 + 5.0 * steps  # straight ahead (ego frame) at 5 m/s
     modes[0, 0, :, :, 1] = 2.0
     modes[0, 0, 1, :, 1] = 2.0 + 0.5 * steps  # a second mode drifting left
+    grid = SPEC.grid
+    stride = 2
+    heatmap = torch.full((1, len(DetectionClass), grid.height // stride, grid.width // stride), 9.0)
     outputs = {
+        "detection_heatmap": heatmap,  # every cell confident
         "agent_boxes": boxes,
         "agent_class": torch.tensor([[int(DetectionClass.VEHICLE), -1, -1]]),
         "agent_mask": torch.tensor([[True, False, False]]),
@@ -99,6 +103,43 @@ def test_forecasts_become_world_frame_modes_on_the_planner_grid(
     mode1 = predicted.modes[0, 1]
     assert mode1[at_2s, ModeIndex.X] == pytest.approx(8.0 - 0.5 * 2.0, abs=1e-6)
     np.testing.assert_allclose(predicted.probabilities.sum(axis=1), 1.0)
+
+
+def test_planner_sees_only_confident_detections(road_map: RoadMap, tmp_path: Path) -> None:
+    from kaido.perception.detection import NUM_REGRESSION, decode_detections
+    from kaido.prediction.learned import detections_to_queries
+
+    model = KaidoModel(small_model()).eval()
+    stack = LearnedStack(
+        model, SPEC, road_map, VehicleProfile(), load_sensor_rig(small_rig(tmp_path))
+    )
+    cfg = model.cfg.perception.detection
+    h, w = cfg.grid.height // cfg.stride, cfg.grid.width // cfg.stride
+    heatmap = torch.full((1, len(DetectionClass), h, w), -20.0)
+    regression = torch.zeros(1, NUM_REGRESSION, h, w)
+    regression[:, :2] = 0.7  # sub-cell offsets: the box centre lies off its cell's corner
+    peaks = [  # (class, row, col, score): vehicles need 0.3, pedestrians and cyclists 0.4
+        (DetectionClass.VEHICLE, 4, 6, 0.35),
+        (DetectionClass.VEHICLE, 20, 6, 0.25),
+        (DetectionClass.PEDESTRIAN, 12, 20, 0.45),
+        (DetectionClass.PEDESTRIAN, 26, 26, 0.35),
+        (DetectionClass.CYCLIST, 2, 28, 0.2),
+    ]
+    for c, r, col, score in peaks:
+        heatmap[0, int(c), r, col] = math.log(score / (1.0 - score))
+    detections = decode_detections(heatmap, regression, cfg)
+    scores = detections[0][1].numpy()
+    assert len(scores) == len(peaks)  # all above the model's own 0.1
+    boxes, classes, mask = detections_to_queries(detections, 8)
+    outputs = {"detection_heatmap": heatmap, "agent_boxes": boxes, "agent_class": classes}
+    keep = stack._confident(outputs)
+    thresholds = stack.config.min_agent_score
+    expected = [
+        bool(mask[0, i]) and float(scores[i]) >= thresholds[int(classes[0, i])]
+        for i in range(len(scores))
+    ]
+    assert keep[: len(scores)].tolist() == expected
+    assert sum(expected) == 2 and not keep[len(scores) :].any()
 
 
 def _observation(tmp_path: Path):  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from kaido.scene.road_map import RoadMap
+from kaido.simulation.video import mp4_video_codec
 from kaido.tools.cli import main
 from tests.conftest import shared_file
 
@@ -157,6 +158,8 @@ def test_drive_writes_results_log_and_video(tmp_path: Path) -> None:
     while capture.read()[0]:
         frames += 1
     assert frames >= 50
+    files = document["kaido"]["episode"]["files"]
+    assert files["video_codec"] == mp4_video_codec(out / "bev.mp4") == "vp09"
 
 
 def test_drive_bad_input_exits_2(tmp_path: Path) -> None:

@@ -13,7 +13,13 @@ nets instead of raising). The flags (:data:`NETCONVERT_OPTIONS`):
 
 * ``--offset.disable-normalization``: SUMO's x, y are the OpenDRIVE x, y, i.e. kaido's world x, y.
 * ``--geometry.remove``: merges edges that meet at non-junction nodes (lane sections, road joins,
-  the bends of kaido's towns), so crossings are only built at real junctions.
+  the bends of kaido's towns), so crossings are only built at real junctions. Merging can break
+  an edge's lane shapes: in Town06, edge ``-10`` (a road whose lane offsets change along it) came
+  out with its three lanes crossing each other, 1.3 m apart where they should be 3.5 m, so SUMO
+  drivers on one lane drove into vehicles on the next one that they did not see. Every net is
+  therefore checked (:func:`crossing_lane_pairs`: neighbouring lanes of an edge closer than
+  :data:`MIN_LANE_SPACING` of their mean width anywhere along it) and, when any pair fails, built
+  again without ``--geometry.remove``.
 * ``--junctions.join``: joins the clusters of nodes that draw one OpenDRIVE junction.
 * ``--opendrive.internal-shapes``: lanes inside junctions follow the OpenDRIVE connecting roads
   (within 7 cm in Town01, against up to 1.4 m for SUMO's own curves).
@@ -69,6 +75,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -390,6 +397,13 @@ NETCONVERT_OPTIONS: tuple[str, ...] = (
     "--no-warnings", "true",
 )  # fmt: skip
 
+#: Share of two neighbouring lanes' mean width below which their centrelines are too close: the
+#: lane shapes of the edge cross or overlap (:func:`crossing_lane_pairs`).
+MIN_LANE_SPACING = 0.6
+
+#: Bumped when the way nets are built changes without the options changing (part of the cache key).
+_NET_BUILD_VERSION = "lane-check-1"
+
 #: Added for OpenDRIVE files without any ``<signal>`` element: a traffic light at every junction.
 GUESS_TLS_OPTIONS: tuple[str, ...] = ("--tls.guess", "true", "--tls.guess.threshold", "0")
 
@@ -413,7 +427,7 @@ def build_sumo_net(xodr_path: Path, cache_dir: Path) -> Path:
         options += GUESS_TLS_OPTIONS
     key = hashlib.sha256()
     key.update(data)
-    key.update("\0".join([*options, _sumo_version()]).encode())
+    key.update("\0".join([*options, _sumo_version(), _NET_BUILD_VERSION]).encode())
     out = cache_dir / f"{xodr_path.stem}-{key.hexdigest()[:20]}.net.xml"
     if out.is_file():
         return out
@@ -421,26 +435,71 @@ def build_sumo_net(xodr_path: Path, cache_dir: Path) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=".net.xml", dir=cache_dir)
     os.close(fd)
     tmp = Path(tmp_name)
-    command = [
-        str(sumo_binary("netconvert")),
-        "--opendrive-files", str(xodr_path),
-        "--type-files", _typemap_files(),
-        *options,
-        "-o", str(tmp),
-    ]  # fmt: skip
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-        if result.returncode != 0 or tmp.stat().st_size == 0:
-            message = (result.stderr.strip() or result.stdout.strip())[-4000:]
-            raise SumoError(
-                f"netconvert failed on {xodr_path} (exit code {result.returncode}): {message}"
-            )
+        _netconvert(xodr_path, options, tmp)
+        if crossing_lane_pairs(tmp):
+            keep = options.index("--geometry.remove") + 1
+            _netconvert(xodr_path, [*options[:keep], "false", *options[keep + 1 :]], tmp)
         verify_sumo_net(tmp)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     _marker(out).write_text(_net_stamp(out), encoding="utf-8")
     return out
+
+
+def _netconvert(xodr_path: Path, options: list[str], out: Path) -> None:
+    """Run netconvert on ``xodr_path`` with ``options``, writing ``out``."""
+    command = [
+        str(sumo_binary("netconvert")),
+        "--opendrive-files", str(xodr_path),
+        "--type-files", _typemap_files(),
+        *options,
+        "-o", str(out),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    if result.returncode != 0 or out.stat().st_size == 0:
+        message = (result.stderr.strip() or result.stdout.strip())[-4000:]
+        raise SumoError(
+            f"netconvert failed on {xodr_path} (exit code {result.returncode}): {message}"
+        )
+
+
+def _polyline_at(points: FloatArray, fractions: FloatArray) -> FloatArray:
+    """``(F, 2)`` points at ``fractions`` of the arc length of the polyline ``(P, 2)``."""
+    arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(points, axis=0).T))])
+    s = fractions * arc[-1]
+    return np.stack([np.interp(s, arc, points[:, 0]), np.interp(s, arc, points[:, 1])], axis=1)
+
+
+def crossing_lane_pairs(net_path: Path, samples: int = 21) -> list[tuple[str, str, float]]:
+    """Neighbouring lanes of the same (non-internal) edge whose centrelines come closer than
+    :data:`MIN_LANE_SPACING` x their mean width at one of ``samples`` equal fractions of their
+    length: ``(lane, next lane, smallest distance [m])`` for each such pair of the net file."""
+    import xml.etree.ElementTree as ET
+
+    fractions = np.linspace(0.0, 1.0, samples)
+    bad: list[tuple[str, str, float]] = []
+    for edge in ET.parse(net_path).getroot().iter("edge"):
+        if edge.get("function") == "internal":
+            continue
+        lanes = sorted(edge.iter("lane"), key=lambda lane: int(lane.get("index", "0")))
+        for a, b in itertools.pairwise(lanes):
+            if int(b.get("index", "0")) != int(a.get("index", "0")) + 1:
+                continue
+            shapes = []
+            for lane in (a, b):
+                pts = [tuple(map(float, xy.split(",")[:2])) for xy in lane.get("shape", "").split()]
+                shapes.append(np.asarray(pts, dtype=np.float64).reshape(-1, 2))
+            if min(len(shapes[0]), len(shapes[1])) < 2:
+                continue
+            width = 0.5 * (float(a.get("width", "3.2")) + float(b.get("width", "3.2")))
+            gap = np.hypot(
+                *(_polyline_at(shapes[0], fractions) - _polyline_at(shapes[1], fractions)).T
+            )
+            if float(gap.min()) < MIN_LANE_SPACING * width:
+                bad.append((str(a.get("id")), str(b.get("id")), float(gap.min())))
+    return bad
 
 
 def _net_stamp(net_path: Path) -> str:

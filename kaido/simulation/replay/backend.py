@@ -16,6 +16,10 @@ embedded run's ego track (:class:`LoggedControlAgent`). With ``reactive=True`` (
 deviates from its logged track, then driven by IDM along their logged paths
 (:mod:`kaido.simulation.replay.reactive`).
 
+Dataset sources (AV2, WOMD, CommonRoad) become a :class:`LoggedDrive` through
+:func:`kaido.simulation.replay.from_source.logged_drive_from_scenario`; they carry their route
+(:attr:`LoggedDrive.route`), no controls and no traffic lights.
+
 What the log does not keep is absent: agents' velocity is their logged speed along their box
 yaw; traffic lights carry their colour, position and stop line but no controlled lanes.
 """
@@ -33,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from kaido.logs.replay_source import PlanningProblem
 from kaido.scene.agents import AgentClass, AgentState, Control
 from kaido.scene.frame import Frame, GroundTruth, TrafficLightColor, TrafficLightState
 from kaido.scene.geometry import SE2, Box3D
@@ -106,6 +111,17 @@ class LoggedDrive:
     complete: bool
     """The log was closed normally (else it was read up to its last whole message)."""
     read_error: str | None
+    route: RoutePlan | None = None
+    """The route to drive when the source's reader planned it (dataset sources); None: re-planned
+    from :attr:`route_path` by :func:`logged_route`."""
+    source_format: str = "kaido-mcap"
+    """The source's format (:data:`kaido.logs.replay_source.FORMATS`)."""
+    notes: tuple[str, ...] = ()
+    """What the conversion from the source had to drop or assume."""
+    planning_problem: PlanningProblem | None = None
+    """The CommonRoad planning problem the ego drives (scored as the episode's goal), or None."""
+    first_time_step: int = 0
+    """Index of tick 0 on the source's time grid (goal time steps count on that grid)."""
 
     @property
     def duration_s(self) -> float:
@@ -352,6 +368,11 @@ class ReplayBackend(Backend):
         self.event_log: list[tuple[float, str, str]] = []
         self.trace: list[tuple[float, float]] = []
         """Rear-axle ``(x, y)`` [m] of the simulated ego at every step since the last reset."""
+        self.ego_trace: list[tuple[float, float, float, float]] = []
+        """Rear-axle ``(x, y)`` [m], yaw [rad] and speed [m/s] of the simulated ego at every step
+        since the last reset."""
+        self.shown_agents: list[tuple[AgentState, ...]] = []
+        """The agents shown at every step since the last reset (logged or reactive)."""
 
     def _reset(self, scenario: Scenario) -> Observation:
         drive = self.drive
@@ -364,7 +385,11 @@ class ReplayBackend(Backend):
         if not np.all(np.isfinite(start[[LoggedEgoIndex.X, LoggedEgoIndex.Y, LoggedEgoIndex.YAW]])):
             raise ValueError(f"{drive.path}: the first logged ego pose is not finite: {start}")
         if self.route is None:
-            self.route = logged_route(self.road_map, drive.route_path)
+            self.route = (
+                drive.route
+                if drive.route is not None
+                else logged_route(self.road_map, drive.route_path)
+            )
         speed = float(start[LoggedEgoIndex.SPEED])
         self._dynamics.reset(
             SE2(
@@ -376,6 +401,8 @@ class ReplayBackend(Backend):
         )
         self.event_log = []
         self.trace = []
+        self.ego_trace = []
+        self.shown_agents = []
         if self.reactive is not None:
             self.reactive.reset()
         return self._observe()
@@ -402,6 +429,8 @@ class ReplayBackend(Backend):
             if self.reactive is None
             else self.reactive.agents(k, ego_box, state.speed, state.yaw, (state.x, state.y))
         )
+        self.ego_trace.append((state.x, state.y, state.yaw, state.speed))
+        self.shown_agents.append(tuple(agents))
         frame = Frame(
             timestamp_ns=timestamp_ns,
             ego=self._dynamics.ego_state(timestamp_ns),

@@ -1,12 +1,19 @@
-"""Closed-loop replay of a kaido log (nuPlan CLS-NR style).
+"""Closed-loop replay of a recorded drive (nuPlan CLS-NR style).
 
 :func:`run_closed_loop` drives an agent through a logged episode with
 :class:`~kaido.simulation.replay.backend.ReplayBackend` (logged traffic, bicycle-model ego) and the
 episode runner (:func:`~kaido.simulation.runner.run_episode`), so it is scored by the same
 :class:`~kaido.simulation.metrics.RouteEvaluator` as a drive (collisions, leaving the route's
 lanes, comfort, TTC) and writes the same ``results.json``, ``run.mcap`` and ``bev.mp4``.
-``results.json`` gains a ``replay`` section: progress along the route against the logged ego's,
-and how far the simulated ego strayed from the logged one.
+``results.json`` gains a ``replay`` section: progress along the route against the logged ego's
+(``progress_ratio_vs_logged`` is null without a logged ego track, as in CommonRoad), how far the
+simulated ego strayed from the logged one, the source's format and conversion notes, every
+collision with nuPlan's at-fault verdict (``collisions``, ``at_fault_collisions``;
+:data:`~kaido.simulation.replay.from_source.AT_FAULT_RULE`), and for a CommonRoad planning
+problem ``goal = {reached, time_step, in_time, problem_id}``
+(:func:`~kaido.simulation.replay.from_source.goal_status`). The source may be a kaido ``.mcap``
+log or any dataset source with a road map (:func:`~kaido.simulation.replay.from_source.load_drive`).
+A CommonRoad episode's route ends at the goal, so reaching the route's end ends the episode.
 
 Agents: any registered agent name (``expert``, ``baseline``, ...) or ``logged``, which sends the
 logged controls (:class:`~kaido.simulation.replay.backend.LoggedControlAgent`) and so reproduces
@@ -31,8 +38,13 @@ from kaido.simulation.replay.backend import (
     LoggedDrive,
     LoggedEgoIndex,
     ReplayBackend,
-    load_logged_drive,
     replay_scenario,
+)
+from kaido.simulation.replay.from_source import (
+    AT_FAULT_RULE,
+    at_fault_collisions,
+    goal_status,
+    load_drive,
 )
 from kaido.simulation.runner import EpisodeOptions, EpisodeResult, run_episode
 
@@ -92,11 +104,16 @@ def run_closed_loop(
     the agents switch to IDM along their logged paths once the ego deviates
     (:mod:`kaido.simulation.replay.reactive`); else they are replayed as logged.
     """
-    drive = log if isinstance(log, LoggedDrive) else load_logged_drive(Path(log), vehicle)
+    drive = log if isinstance(log, LoggedDrive) else load_drive(Path(log), vehicle)
     driver: DrivingAgent
     if isinstance(agent, DrivingAgent):
         driver = agent
     elif agent == LOGGED_AGENT:
+        if all(c is None for c in drive.controls):
+            raise ValueError(
+                f"{drive.path}: the {drive.source_format} source logs no controls; agent "
+                f"{LOGGED_AGENT!r} cannot drive it"
+            )
         driver = LoggedControlAgent(drive)
     else:
         driver = make_agent(agent, **dict(agent_options or {}))
@@ -113,7 +130,9 @@ def run_closed_loop(
                 out_dir=out,
                 record_mcap=record_mcap,
                 record_video=record_video,
-                max_seconds=drive.duration_s,
+                # the grid of a dataset source may be slightly irregular: never step past the
+                # last tick at the scenario's (median) spacing
+                max_seconds=min(drive.duration_s, (len(drive.ticks_ns) - 1) * scenario.dt),
                 progress=progress,
             ),
             road_map_of=lambda b: drive.road_map,
@@ -127,6 +146,8 @@ def run_closed_loop(
         )
         assert backend.route is not None
         trace = np.asarray(backend.trace, dtype=np.float64)
+        ego_trace = np.asarray(backend.ego_trace, dtype=np.float64).reshape(-1, 4)
+        shown_agents = list(backend.shown_agents)
         route = backend.route
         switched_at = backend.reactive.switched_at if backend.reactive is not None else None
     finally:
@@ -143,12 +164,17 @@ def run_closed_loop(
         max_deviation_m=float(deviation.max()) if deviation.size else 0.0,
         final_deviation_m=float(deviation[-1]) if deviation.size else 0.0,
     )
+    collisions = at_fault_collisions(ego_trace, shown_agents, drive.vehicle)
+    recorded = np.count_nonzero(valid) >= 2
+    # whether the source recorded the ego beyond its start (a CommonRoad problem does not)
     document = json.loads(episode.results_path.read_text())
     document["replay"] = {
         "mode": "closed",
         "reactive": reactive,
         "reactive_switch_tick": switched_at,
         "source": str(drive.path),
+        "source_format": drive.source_format,
+        "source_notes": list(drive.notes),
         "map": drive.map_source,
         "agent": agent_name,
         "log_complete": drive.complete,
@@ -156,9 +182,21 @@ def run_closed_loop(
         "ticks_replayed": int(len(trace)),
         "logged_progress_m": result.logged_progress_m,
         "replayed_progress_m": result.replayed_progress_m,
-        "progress_ratio_vs_logged": result.progress_ratio,
-        "max_deviation_from_log_m": result.max_deviation_m,
-        "final_deviation_from_log_m": result.final_deviation_m,
+        "progress_ratio_vs_logged": result.progress_ratio if recorded else None,
+        "max_deviation_from_log_m": result.max_deviation_m if recorded else None,
+        "final_deviation_from_log_m": result.final_deviation_m if recorded else None,
+        "logged_ego_ticks": int(np.count_nonzero(valid)),
+        "at_fault_rule": AT_FAULT_RULE,
+        "collisions": [c.to_dict() for c in collisions],
+        "at_fault_collisions": sum(c.at_fault for c in collisions),
     }
+    if drive.planning_problem is not None:
+        document["replay"]["goal"] = goal_status(
+            drive.planning_problem,
+            drive.road_map,
+            ego_trace,
+            drive.first_time_step,
+            drive.vehicle.rear_axle_to_center,
+        ).to_dict()
     episode.results_path.write_text(json.dumps(document, indent=2) + "\n")
     return result

@@ -1,4 +1,6 @@
-"""Open-loop replay of a kaido log: the planner on logged inputs, scored against the logged ego.
+"""Open-loop replay of a recorded drive: the planner on logged inputs, scored against the logged
+ego. The drive is a kaido log or any dataset source with a recorded ego and a road map (AV2, WOMD;
+:func:`~kaido.simulation.replay.from_source.load_drive`).
 
 At every planning step (every ``every_s`` seconds of the log, while the log reaches the longest
 horizon beyond it) the privileged expert's planner
@@ -42,7 +44,6 @@ from kaido.scene.vehicle import VehicleProfile
 from kaido.simulation.replay.backend import (
     LoggedDrive,
     LoggedEgoIndex,
-    load_logged_drive,
     logged_route,
 )
 
@@ -169,16 +170,19 @@ def run_open_loop(
 ) -> OpenLoopResult:
     """Plan at every ``every_s`` [s] of ``log`` and score against the logged ego (module
     docstring); write ``out_dir/results.json``."""
+    from kaido.simulation.replay.from_source import load_drive
     from kaido.stack.expert import PrivilegedExpert
 
-    drive = log if isinstance(log, LoggedDrive) else load_logged_drive(Path(log))
+    drive = log if isinstance(log, LoggedDrive) else load_drive(Path(log))
     if not (math.isfinite(every_s) and every_s > 0):
         raise ValueError(f"run_open_loop: every_s must be > 0 s, got {every_s}")
     if not horizons_s or any(not (math.isfinite(h) and h > 0) for h in horizons_s):
         raise ValueError(f"run_open_loop: horizons_s must be positive, got {horizons_s}")
     horizons = tuple(sorted(float(h) for h in horizons_s))
     expert = PrivilegedExpert(drive.road_map, drive.vehicle)
-    expert.reset(logged_route(drive.road_map, drive.route_path))
+    expert.reset(
+        drive.route if drive.route is not None else logged_route(drive.road_map, drive.route_path)
+    )
     times = expert.planner.settings.planner.times
     if times[-1] < horizons[-1] - 1e-9:
         raise ValueError(
@@ -231,6 +235,8 @@ def run_open_loop(
     document: dict[str, Any] = {
         "mode": "open",
         "source": str(drive.path),
+        "source_format": drive.source_format,
+        "source_notes": list(drive.notes),
         "map": drive.map_source,
         "planner": "expert (logged agents as ground truth, lane-following prediction)",
         "every_s": every_s,

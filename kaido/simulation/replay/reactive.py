@@ -1,9 +1,11 @@
 """Reactive replay traffic: logged agents that switch to IDM once the ego leaves its logged track.
 
-Until the simulated ego's rear axle is more than :attr:`ReactiveConfig.deviation_m` from the
-logged ego's at the same tick, every agent is shown as logged. From then on (the switch is
-latched), each agent present in the log is driven along its OWN logged path (its logged box
-centres, by arc length) by the Intelligent Driver Model (Treiber, Hennecke & Helbing 2000)::
+Until the simulated ego's rear axle is more than :attr:`ReactiveConfig.deviation_m` from the logged
+ego's at the same tick, every agent is shown as logged; where the log has no ego at that tick (a
+CommonRoad planning problem records only the ego's start) the ego counts as deviated, so such
+traffic reacts from the first step. From then on (the switch is latched), each agent present in the
+log is driven along its OWN logged path (its logged box centres, by arc length) by the Intelligent
+Driver Model (Treiber, Hennecke & Helbing 2000)::
 
     a = a_max * (1 - (v / v0)**delta - (s_star / gap)**2)
     s_star = s0 + v * T + v * (v - v_lead) / (2 * sqrt(a_max * b))
@@ -196,10 +198,8 @@ class ReactiveTraffic:
         if self.switched_at is None:
             row = drive.ego[tick]
             lx, ly = float(row[LoggedEgoIndex.X]), float(row[LoggedEgoIndex.Y])
-            if (
-                math.isfinite(lx)
-                and math.isfinite(ly)
-                and math.hypot(ego_xy[0] - lx, ego_xy[1] - ly) > self.config.deviation_m
+            if not (math.isfinite(lx) and math.isfinite(ly)) or (
+                math.hypot(ego_xy[0] - lx, ego_xy[1] - ly) > self.config.deviation_m
             ):
                 self.switched_at = tick
         if self.switched_at is None:

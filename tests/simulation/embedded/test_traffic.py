@@ -20,12 +20,14 @@ from kaido.scene.frame import TrafficLightColor
 from kaido.scene.geometry import SE2, box2d_overlap, wrap_angle
 from kaido.scene.road_map import Lane, LaneType, RoadMap
 from kaido.scene.town_generator import TownSpec, generate_town
+from kaido.simulation.embedded import traffic as traffic_module
 from kaido.simulation.embedded.traffic import (
     SumoError,
     SumoTraffic,
     TrafficConfig,
     VehicleType,
     build_sumo_net,
+    crossing_lane_pairs,
     kaido_yaw,
     state_color,
     sumo_angle,
@@ -193,6 +195,19 @@ def test_generated_town_gets_lights_and_crossings(town: Town) -> None:
 def test_town01_net(town01: Town) -> None:
     assert _count(town01.net, "<tlLogic ") == 12
     assert _count(town01.net, 'function="crossing"') > 0
+
+
+def test_town06_lanes_do_not_cross(tmp_path: Path) -> None:
+    # netconvert's --geometry.remove merges Town06's road around (-12, 62) into edge -10 with its
+    # three lanes crossing (0.4 m apart); the check finds that and the net is built without it
+    xodr = shared_file("maps/Town06.xodr")
+    merged = tmp_path / "merged.net.xml"
+    traffic_module._netconvert(xodr, list(traffic_module.NETCONVERT_OPTIONS), merged)
+    bad = crossing_lane_pairs(merged)
+    assert bad and all(gap < 1.0 for _, _, gap in bad)
+    net = build_sumo_net(xodr, tmp_path / "cache")
+    assert crossing_lane_pairs(net) == []
+    assert _count(net, "<tlLogic ") == _count(merged, "<tlLogic ") > 0
 
 
 def test_bad_opendrive_raises_with_netconverts_message(tmp_path: Path) -> None:
