@@ -175,8 +175,9 @@ def test_a_killed_and_a_hung_worker_fail_only_their_routes(
     assert [key(r) for r in again.records] == [key(r) for r in reference.records]
 
 
-def test_an_interrupted_run_resumes(reference: EvalSummary, tmp_path: Path) -> None:
-    out = tmp_path / "run"
+def _interrupt_after_one_route(out: Path) -> tuple[int, int, str]:
+    """Run ``kaido eval`` (1 worker) into ``out`` and send SIGINT once its checkpoint holds a
+    finished route: (routes finished then, exit code, stderr)."""
     args = [sys.executable, "-m", "kaido.tools.cli", "eval", "--generated", str(ROUTES)]
     args += ["--seconds", str(SECONDS), "--agent", "baseline", "--no-sensors", "--quiet"]
     args += ["--workers", "1", "--out", str(out)]
@@ -199,8 +200,19 @@ def test_an_interrupted_run_resumes(reference: EvalSummary, tmp_path: Path) -> N
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert done >= 1, stderr
-    assert process.returncode == 130, stderr
+    return done, process.returncode, stderr
+
+
+def test_an_interrupted_run_resumes(reference: EvalSummary, tmp_path: Path) -> None:
+    # on a loaded machine the whole set may finish before the signal lands: try again
+    for attempt in range(3):
+        out = tmp_path / f"run{attempt}"
+        done, code, stderr = _interrupt_after_one_route(out)
+        if 1 <= done < ROUTES:
+            break
+    checkpoint = out / CHECKPOINT_NAME
+    assert 1 <= done < ROUTES, stderr
+    assert code == 130, stderr
     assert "re-run the same command to resume" in stderr
     saved = json.loads(checkpoint.read_text())["records"]
     assert 1 <= len(saved) < ROUTES

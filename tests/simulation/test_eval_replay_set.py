@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from kaido.simulation.video import mp4_video_codec
 from kaido.tools.cli import main
 from kaido.tools.cmd_eval import CHECKPOINT_NAME, EvalOptions, EvalSummary, evaluate
 from kaido.tools.report import load_result_set, write_report
-from tests.tools.test_report import _parse
+from tests.tools.test_report import _chromium_dom, _parse
 
 SECONDS = 8.0
 """[s] simulated length of the recorded log."""
@@ -196,9 +194,6 @@ def test_cli_and_report(two_entry_set: Path, in_process: EvalSummary, tmp_path: 
 def _chromium_plays(video: Path, folder: Path) -> str:
     """What headless Chromium makes of ``video`` in a ``<video>`` element: ``"loaded WxH"`` or
     ``"error N"`` (4: the format is not supported)."""
-    exe = shutil.which("chromium")
-    if exe is None:
-        pytest.skip("chromium is not on PATH (make system-deps installs it)")
     page = folder / "probe.html"
     page.write_text(
         f'<html><body><video id="v" muted src="{video.resolve().as_uri()}"></video>'
@@ -209,25 +204,9 @@ def _chromium_plays(video: Path, folder: Path) -> str:
         'v.addEventListener("error", () => { r.textContent = "error " + v.error.code; });'
         "</script></body></html>"
     )
-    proc = subprocess.run(
-        [
-            exe,
-            "--headless",
-            "--disable-gpu",
-            "--no-sandbox",
-            "--allow-file-access-from-files",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            page.resolve().as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    found = re.search(r'<div id="r">([^<]*)</div>', proc.stdout)
-    assert found is not None, proc.stdout[-2000:]
+    dom, _ = _chromium_dom(page, "--allow-file-access-from-files", "--virtual-time-budget=5000")
+    found = re.search(r'<div id="r">([^<]*)</div>', dom)
+    assert found is not None, dom[-2000:]
     return found.group(1)
 
 

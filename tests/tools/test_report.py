@@ -133,7 +133,9 @@ def test_cli_comparison_and_bad_input(drive_dir: Path, eval_dir: Path, tmp_path:
     assert main(["report", str(tmp_path / "bad.json"), "--out", str(out)]) == 2
 
 
-def _chromium_dom(page: Path) -> tuple[str, str]:
+def _chromium_dom(page: Path, *options: str) -> tuple[str, str]:
+    """The DOM headless Chromium renders from ``page`` (and its stderr log), with extra command
+    line ``options``; skips the test where Chromium is not installed."""
     exe = shutil.which("chromium")
     if exe is None:
         pytest.skip("chromium is not on PATH (make system-deps installs it); HTML checked above")
@@ -144,6 +146,7 @@ def _chromium_dom(page: Path) -> tuple[str, str]:
             "--disable-gpu",
             "--no-sandbox",
             "--enable-logging=stderr",
+            *options,
             "--dump-dom",
             page.resolve().as_uri(),
         ],
