@@ -183,7 +183,15 @@ def _interrupt_after_one_route(out: Path) -> tuple[int, int, str]:
     args += ["--workers", "1", "--out", str(out)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     process = subprocess.Popen(
-        args, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        args,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a shell's background job ignores SIGINT, and Python keeps an ignored SIGINT: give the
+        # command the default handling whatever started the tests
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     checkpoint = out / CHECKPOINT_NAME
     done = 0
